@@ -35,6 +35,10 @@ type Def struct {
 	// consumers by ("key" for key-auth, "username" for basic-auth); it must
 	// be unique across consumers and credentials.
 	KeyField string
+	// EncryptFields lists consumer-side fields (dot paths) that are stored
+	// encrypted when apisix.data_encryption.enable_encrypt_fields is on, as
+	// APISIX's encrypt_fields do (key-auth "key", basic-auth "password").
+	EncryptFields []string
 	// Schema, ConsumerSchema and MetadataSchema are JSON Schema documents.
 	// A nil ConsumerSchema means Schema applies to consumers too; a nil
 	// MetadataSchema means the plugin takes no plugin_metadata.
