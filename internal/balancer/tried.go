@@ -1,0 +1,62 @@
+package balancer
+
+// Tried is the set of nodes a request has already attempted. It lives in the
+// request context, so it is sized to avoid allocation for the common case: up
+// to eight nodes fit in a fixed array and only larger retry chains spill into
+// a slice. The zero value is ready to use and Reset makes it reusable from a
+// sync.Pool.
+type Tried struct {
+	fixed [8]*Node
+	n     int
+	extra []*Node
+}
+
+// Add records that n was attempted. Callers add the node after an attempt and
+// before asking Pick for a retry target. Adding a node twice is a no-op.
+func (t *Tried) Add(n *Node) {
+	if n == nil || t.Has(n) {
+		return
+	}
+	if t.n < len(t.fixed) {
+		t.fixed[t.n] = n
+		t.n++
+		return
+	}
+	t.extra = append(t.extra, n)
+}
+
+// Has reports whether n was attempted. Nodes are compared by pointer first and
+// by address second, so a node picked from a previous Balancer generation of
+// the same upstream still counts as tried.
+func (t *Tried) Has(n *Node) bool {
+	if t == nil || n == nil {
+		return false
+	}
+	for _, e := range t.fixed[:t.n] {
+		if e == n || e.Addr == n.Addr {
+			return true
+		}
+	}
+	for _, e := range t.extra {
+		if e == n || e.Addr == n.Addr {
+			return true
+		}
+	}
+	return false
+}
+
+// Len is the number of distinct nodes recorded.
+func (t *Tried) Len() int {
+	if t == nil {
+		return 0
+	}
+	return t.n + len(t.extra)
+}
+
+// Reset empties the set, keeping any spilled capacity for reuse.
+func (t *Tried) Reset() {
+	clear(t.fixed[:t.n])
+	t.n = 0
+	clear(t.extra)
+	t.extra = t.extra[:0]
+}
