@@ -1,0 +1,216 @@
+// Package engine holds the engine-neutral request context that the router,
+// the plugins, the balancer and the proxy see. Engines (net/http in
+// engine/std, the raw HTTP/1.1 engine in engine/fast) own sockets, TLS and
+// parsing; they fill a pooled Ctx and call a Handler. Nothing here imports
+// net/http, so the layers above stay engine-independent.
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ErrBodyTooLarge is returned by a request Body that passed the engine's
+// body size limit; the proxy answers 413 when it sees it.
+var ErrBodyTooLarge = errors.New("request body too large")
+
+// ResponseWriter is the response half of a request. Engines implement it;
+// Header values must be set before WriteHeader. Flush pushes buffered bytes
+// to the client (streaming, SSE).
+type ResponseWriter interface {
+	Header() Header
+	WriteHeader(status int)
+	Write(p []byte) (int, error)
+	Flush() error
+}
+
+// Hijacker is implemented by ResponseWriters that can hand over the raw
+// client connection, for WebSocket and other Upgrade tunnels.
+type Hijacker interface {
+	Hijack() (net.Conn, *bufio.ReadWriter, error)
+}
+
+// Aborter is implemented by ResponseWriters that can abort a response whose
+// header was already sent, so the client sees a truncated response rather
+// than a well-formed short one (net/http's ErrAbortHandler).
+type Aborter interface {
+	Abort()
+}
+
+// Handler serves one request. The Ctx and everything it refers to must not
+// be used after Serve returns: it goes back to a pool.
+type Handler interface {
+	Serve(c *Ctx)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c *Ctx)
+
+// Serve calls f(c).
+func (f HandlerFunc) Serve(c *Ctx) { f(c) }
+
+// Ctx is one request as every layer above the engine sees it, plus the
+// per-request state the gateway and plugins share. It is pooled: Reset
+// keeps slice and map capacity so steady-state requests allocate nothing.
+type Ctx struct {
+	// Request, filled by the engine.
+
+	// Method is the request method, e.g. "GET".
+	Method string
+	// Proto is the protocol version string, e.g. "HTTP/1.1" or "HTTP/2.0".
+	Proto string
+	// RequestURI is the raw origin-form request-target (path?query) as
+	// received; the proxy forwards it verbatim unless a plugin rewrites it.
+	RequestURI string
+	// RawPath is the raw (undecoded) path part of RequestURI.
+	RawPath string
+	// Path is the normalised path (nginx $uri) used for routing.
+	Path string
+	// Query is the raw query string without '?'.
+	Query string
+	// Host is the request host, lowercased, without port or trailing dot.
+	Host string
+	// RawHost is the Host header (or :authority) as sent.
+	RawHost string
+	// Header holds the request headers with canonical keys.
+	Header Header
+	// Trailer holds request trailers; the engine pre-declares the keys and
+	// the values appear once Body returned io.EOF.
+	Trailer Header
+	// Body streams the request body; engines never buffer it whole.
+	Body io.ReadCloser
+	// ContentLength is the declared body length, -1 when unknown (chunked).
+	ContentLength int64
+	// RemoteAddr is the client socket's address.
+	RemoteAddr netip.AddrPort
+	// LocalAddr is the listener address the request arrived on.
+	LocalAddr netip.AddrPort
+	// TLS is the client connection's TLS state, nil for cleartext.
+	TLS *tls.ConnectionState
+	// Scheme is "http" or "https".
+	Scheme string
+	// Context is cancelled when the client goes away or the server shuts
+	// down; the proxy derives the upstream request's context from it.
+	Context context.Context
+	// StartTime is when the engine began serving the request.
+	StartTime time.Time
+
+	// Response side.
+
+	// W writes the response.
+	W ResponseWriter
+	// Status is the response status once written (0 before).
+	Status int
+	// BytesSent counts response body bytes written.
+	BytesSent int64
+
+	// Gateway and plugin state.
+
+	// RouteID, ServiceID and ConsumerName identify what served the request.
+	RouteID, ServiceID, ConsumerName string
+	// UpstreamAddr is the last upstream node tried (host:port).
+	UpstreamAddr string
+	// UpstreamStatus lists the status of each upstream attempt in order
+	// (nginx $upstream_status); 502/504 stand for failed attempts.
+	UpstreamStatus []int
+	// ParamKeys and ParamValues hold route parameters (uri_param_<name>).
+	ParamKeys, ParamValues []string
+	// Values is free per-request storage for plugins, keyed by plugin name
+	// or a documented key. Allocated on first use, cleared on Reset.
+	Values map[string]any
+
+	vars     []kv // variables set by plugins; they shadow built-ins
+	remoteIP string
+}
+
+type kv struct{ k, v string }
+
+// Reset clears c for reuse, keeping allocated capacity.
+func (c *Ctx) Reset() {
+	ups := c.UpstreamStatus[:0]
+	pk, pv := c.ParamKeys[:0], c.ParamValues[:0]
+	vals := c.Values
+	clear(vals)
+	vars := c.vars[:0]
+	*c = Ctx{}
+	c.UpstreamStatus, c.ParamKeys, c.ParamValues, c.Values, c.vars = ups, pk, pv, vals, vars
+	c.ContentLength = -1
+}
+
+var ctxPool = sync.Pool{New: func() any { c := new(Ctx); c.ContentLength = -1; return c }}
+
+// AcquireCtx returns an empty Ctx from a pool.
+func AcquireCtx() *Ctx { return ctxPool.Get().(*Ctx) }
+
+// ReleaseCtx resets c and puts it back into the pool; c must not be used
+// afterwards.
+func ReleaseCtx(c *Ctx) {
+	c.Reset()
+	ctxPool.Put(c)
+}
+
+// SetValue stores a plugin value under key.
+func (c *Ctx) SetValue(key string, v any) {
+	if c.Values == nil {
+		c.Values = make(map[string]any, 4)
+	}
+	c.Values[key] = v
+}
+
+// SetVar sets variable name for the rest of the request; it shadows the
+// built-in of the same name (APISIX's ctx.var.x = y).
+func (c *Ctx) SetVar(name, value string) {
+	for i := range c.vars {
+		if c.vars[i].k == name {
+			c.vars[i].v = value
+			return
+		}
+	}
+	c.vars = append(c.vars, kv{name, value})
+}
+
+// Param returns the route parameter name.
+func (c *Ctx) Param(name string) (string, bool) {
+	for i, k := range c.ParamKeys {
+		if k == name {
+			return c.ParamValues[i], true
+		}
+	}
+	return "", false
+}
+
+// Reply writes a complete response: status, Content-Type (when not empty),
+// Content-Length and body. Plugins that stop a request and the proxy's
+// error paths use it.
+func (c *Ctx) Reply(status int, contentType string, body []byte) {
+	h := c.W.Header()
+	if contentType != "" {
+		h["Content-Type"] = []string{contentType}
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	c.W.WriteHeader(status)
+	if len(body) > 0 && c.Method != "HEAD" {
+		c.W.Write(body)
+	}
+}
+
+// ReplyError answers status with nginx's HTML error page.
+func (c *Ctx) ReplyError(status int) {
+	c.Reply(status, ErrorPageContentType, ErrorPage(status))
+}
+
+// RemoteIP returns the client address as text, computed once per request.
+func (c *Ctx) RemoteIP() string {
+	if c.remoteIP == "" && c.RemoteAddr.IsValid() {
+		c.remoteIP = c.RemoteAddr.Addr().Unmap().String()
+	}
+	return c.remoteIP
+}
