@@ -54,8 +54,8 @@ const (
 
 type reqFlags struct {
 	hasCL, hasTE, chunked, obsFold, bareLF, http10, optionsStar, lineTooLong bool
-	cl                                                                         int64
-	nHeaders                                                                   int
+	cl                                                                       int64
+	nHeaders                                                                 int
 }
 
 var errPoisoned = errors.New("connection closed after a refused request")
