@@ -94,7 +94,10 @@ func (h *hub) publish(evs []store.Event, rev int64) {
 	}
 }
 
-// Watch implements store.Store.
+// Watch implements store.Store. History reaches back to the revision at
+// which the store was opened (at most Options.WatchHistory events); older
+// fromRev values get a single ErrCompacted. Event values are shared between
+// watchers and the history and must be treated as read-only.
 func (s *Store) Watch(ctx context.Context, fromRev int64) <-chan store.WatchResponse {
 	out := make(chan store.WatchResponse, 1)
 	s.closeMu.RLock()
