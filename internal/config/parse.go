@@ -447,13 +447,13 @@ func (d *decoder) decodeApisix(c *Config, path string, n *yaml.Node) {
 				"ssl":  strs(&a.Router.SSL),
 			}, false)
 		},
-		"proxy_mode":                              strs(&a.ProxyMode),
-		"enable_server_tokens":                    bools(&a.EnableServerTokens),
+		"proxy_mode":           strs(&a.ProxyMode),
+		"enable_server_tokens": bools(&a.EnableServerTokens),
 		"show_upstream_status_in_response_header": bools(&a.ShowUpstreamStatusInResponseHeader),
 		"delete_uri_tail_slash":                   bools(&a.DeleteURITailSlash),
 		"normalize_uri_like_servlet":              bools(&a.NormalizeURILikeServlet),
 		"trusted_addresses": func(p string, v *yaml.Node) {
-			d.strList(p, v, &a.TrustedAddresses, []string{}, false)
+			d.strList(p, v, &a.TrustedAddresses, nil, false)
 		},
 		"disable_upstream_healthcheck": bools(&a.DisableUpstreamHealthcheck),
 		"data_encryption": func(p string, v *yaml.Node) {
@@ -590,7 +590,7 @@ func (d *decoder) decodePluginAttr(c *Config, path string, n *yaml.Node) {
 	}
 	hs := make(map[string]handler, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		name := n.Content[i].Value
+		name := resolve(n.Content[i]).Value
 		hs[name] = func(p string, v *yaml.Node) {
 			v = resolve(v)
 			if isNull(v) {
