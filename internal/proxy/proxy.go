@@ -1,0 +1,615 @@
+// Package proxy forwards a request from an engine.Ctx to an upstream node
+// and streams the answer back: hop-by-hop and X-Forwarded-* handling,
+// retries on connect failures, nginx-style timeouts and error pages, SSE
+// streaming, trailers and WebSocket tunnels. It is hand-written on
+// http.Transport rather than httputil.ReverseProxy, whose Director/Rewrite
+// hooks and buffering we would have to fight (hardening.md §1).
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/engine"
+	"github.com/sluice-gw/sluice/internal/version"
+)
+
+// Target is one upstream node to send the request to.
+type Target struct {
+	// Scheme is "http" or "https".
+	Scheme string
+	// Addr is the dial address, host:port.
+	Addr string
+	// Host is the Host header to send; empty passes the client's through.
+	Host string
+	// SNI is the TLS server name for https; empty uses Host without port.
+	SNI string
+	// TLS is the upstream TLS config (client certs, roots). nil means
+	// APISIX's default: do not verify the upstream certificate.
+	TLS *tls.Config
+}
+
+// Timeouts are nginx's proxy_connect/send/read_timeout: connect bounds the
+// dial (and TLS handshake), send the gap between two writes of the request,
+// read the gap between two reads of the response (including the wait for
+// its header). Zero means the default of 60 s.
+type Timeouts struct {
+	Connect, Send, Read time.Duration
+}
+
+// Pool sizes the keep-alive pool to one upstream address.
+type Pool struct {
+	// Size is the number of idle connections kept (APISIX keepalive 320).
+	Size int
+	// IdleTimeout closes idle pooled connections (APISIX 60 s).
+	IdleTimeout time.Duration
+	// Requests is APISIX's keepalive_pool.requests; not enforced yet.
+	Requests int
+}
+
+// Options are the per-route forwarding settings.
+type Options struct {
+	Timeouts Timeouts
+	// Retries is how many further nodes to try after a failed attempt.
+	Retries int
+	// RetryTimeout bounds the time from the first attempt within which a
+	// retry may start; 0 means no bound.
+	RetryTimeout  time.Duration
+	KeepalivePool Pool
+	// WebSocket allows Upgrade: websocket to be tunnelled.
+	WebSocket bool
+	// ShowUpstreamStatus always sends X-APISIX-Upstream-Status, not only
+	// when the final status is 5xx.
+	ShowUpstreamStatus bool
+	// TrustedProxy reports whether a peer may set X-Forwarded-*; nil means
+	// no trusted_addresses configured (incoming XFF is appended to, other
+	// X-Forwarded-* are overwritten).
+	TrustedProxy func(netip.Addr) bool
+}
+
+// Picker returns the target for attempt n (0-based); ok=false when no
+// (more) node is available.
+type Picker func(attempt int) (Target, bool)
+
+const (
+	defaultTimeout  = 60 * time.Second
+	defaultPoolSize = 320
+	defaultPoolIdle = 60 * time.Second
+	copyBufSize     = 32 << 10
+	// StatusClientClosed is nginx's 499: the client went away first.
+	StatusClientClosed = 499
+)
+
+var (
+	errTimeout   = errors.New("upstream timed out")
+	errNoTarget  = errors.New("no upstream node available")
+	serverHeader = []string{version.Server}
+)
+
+type transportKey struct {
+	scheme, addr, sni string
+	tls               *tls.Config
+	size              int
+	idle, connect     time.Duration
+}
+
+// Forwarder holds the upstream connection pools and copy buffers; one per
+// gateway, safe for concurrent use.
+type Forwarder struct {
+	logger     *slog.Logger
+	mu         sync.RWMutex
+	transports map[transportKey]*http.Transport
+	bufs       sync.Pool // *[]byte of copyBufSize
+}
+
+// NewForwarder returns an empty Forwarder.
+func NewForwarder(logger *slog.Logger) *Forwarder {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{logger: logger, transports: map[transportKey]*http.Transport{}}
+	f.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
+	return f
+}
+
+// CloseIdle closes every idle upstream connection.
+func (f *Forwarder) CloseIdle() {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, t := range f.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (f *Forwarder) transport(t *Target, opt *Options) *http.Transport {
+	key := transportKey{scheme: t.Scheme, addr: t.Addr, tls: t.TLS,
+		size: opt.KeepalivePool.Size, idle: opt.KeepalivePool.IdleTimeout,
+		connect: opt.Timeouts.Connect}
+	if t.Scheme == "https" {
+		key.sni = t.sni()
+	}
+	f.mu.RLock()
+	tr := f.transports[key]
+	f.mu.RUnlock()
+	if tr != nil {
+		return tr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if tr = f.transports[key]; tr != nil {
+		return tr
+	}
+	size := key.size
+	if size <= 0 {
+		size = defaultPoolSize
+	}
+	connect := orDefault(key.connect, defaultTimeout)
+	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	tr = &http.Transport{
+		Proxy:       nil,
+		DialContext: dialer.DialContext,
+		// Go's default of 2 idle connections per host turns every burst
+		// into new dials (DESIGN §4).
+		MaxIdleConnsPerHost:   size,
+		IdleConnTimeout:       orDefault(key.idle, defaultPoolIdle),
+		TLSHandshakeTimeout:   connect,
+		ExpectContinueTimeout: time.Second,
+		// The client's Accept-Encoding and the upstream's encoding pass
+		// through untouched.
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 1 << 20,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
+	}
+	if t.Scheme == "https" {
+		var cfg *tls.Config
+		if t.TLS != nil {
+			cfg = t.TLS.Clone()
+		} else {
+			// APISIX does not verify upstream certificates by default.
+			cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX default
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = key.sni
+		}
+		tr.TLSClientConfig = cfg
+	}
+	f.transports[key] = tr
+	return tr
+}
+
+func (t *Target) sni() string {
+	if t.SNI != "" {
+		return t.SNI
+	}
+	h := t.Host
+	if h == "" {
+		h = t.Addr
+	}
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
+}
+
+// attempt is one try against one node: its context and the watchdog timer
+// that implements the send/read timeouts.
+type attempt struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	send   time.Duration
+	read   time.Duration
+}
+
+func (a *attempt) arm(d time.Duration) { a.timer.Reset(d) }
+
+// body wraps the client body for one attempt: it counts bytes, feeds the
+// send-timeout watchdog and never closes the engine's body, so a second
+// attempt can use it when the first one never read from it.
+type body struct {
+	r    io.Reader
+	a    *attempt
+	n    int64
+	dead bool
+	mu   sync.Mutex
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dead {
+		return 0, io.ErrUnexpectedEOF
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if n > 0 {
+		b.a.arm(b.a.send)
+	}
+	return n, err
+}
+
+func (b *body) Close() error { return nil }
+
+func (b *body) read() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dead = true
+	return b.n
+}
+
+// Forward sends c to the node pick chooses, retrying on the next node after
+// connect failures and timeouts, and writes the upstream's response (or an
+// nginx error page) to c.W. It returns the status sent to the client
+// (499 when the client went away) and the last upstream error, if any.
+func (f *Forwarder) Forward(c *engine.Ctx, pick Picker, opt *Options) (int, error) {
+	upgrade := prepareHeaders(c, opt)
+	rawPath, query := engine.SplitRequestURI(c.RequestURI)
+	parent := c.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	var (
+		start   time.Time
+		lastErr error
+		status  int
+	)
+	idempotent := isIdempotent(c.Method)
+	for n := 0; ; n++ {
+		if n > opt.Retries && n > 0 {
+			break
+		}
+		if n > 0 && opt.RetryTimeout > 0 && time.Since(start) > opt.RetryTimeout {
+			break
+		}
+		t, ok := pick(n)
+		if !ok {
+			if n == 0 {
+				status, lastErr = http.StatusServiceUnavailable, errNoTarget
+			}
+			break
+		}
+		if n == 0 {
+			start = time.Now()
+		}
+		c.UpstreamAddr = t.Addr
+		st, err, retry := f.try(c, &t, opt, parent, rawPath, query, upgrade, idempotent)
+		if err == nil {
+			return st, nil
+		}
+		lastErr, status = err, st
+		if st == StatusClientClosed {
+			return st, err
+		}
+		if !retry {
+			f.replyError(c, st, opt)
+			return st, err
+		}
+		f.logger.Debug("upstream attempt failed", "addr", t.Addr, "status", st, "err", err)
+	}
+	f.replyError(c, status, opt)
+	return status, lastErr
+}
+
+func (f *Forwarder) replyError(c *engine.Ctx, status int, opt *Options) {
+	if status == StatusClientClosed {
+		return
+	}
+	if len(c.UpstreamStatus) > 0 && (status >= 500 || opt.ShowUpstreamStatus) {
+		c.W.Header()["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
+	}
+	c.W.Header()["Server"] = serverHeader
+	c.ReplyError(status)
+}
+
+// try makes one attempt. On success it has written the response and
+// returns err == nil. On failure nothing was written to the client; it
+// returns the status to report and whether another node may be tried.
+func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.Context,
+	rawPath, query string, upgrade, idempotent bool) (int, error, bool) {
+	tr := f.transport(t, opt)
+	ctx, cancel := context.WithCancelCause(parent)
+	a := &attempt{ctx: ctx, cancel: cancel,
+		send: orDefault(opt.Timeouts.Send, defaultTimeout),
+		read: orDefault(opt.Timeouts.Read, defaultTimeout)}
+	// The dial is bounded by the dialer's connect timeout; the watchdog
+	// covers the rest: send timeout once a connection is in hand (and after
+	// every chunk of request body), read timeout once the request is out
+	// and between response reads.
+	a.timer = time.AfterFunc(orDefault(opt.Timeouts.Connect, defaultTimeout)+a.send,
+		func() { cancel(errTimeout) })
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:      func(httptrace.GotConnInfo) { a.arm(a.send) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { a.arm(a.read) },
+	})
+	defer func() {
+		a.timer.Stop()
+		cancel(nil)
+	}()
+
+	scheme := "http"
+	if t.Scheme == "https" {
+		scheme = "https"
+	}
+	u := url.URL{Scheme: scheme, Host: t.Addr, Opaque: rawPath, RawQuery: query}
+	if strings.HasPrefix(rawPath, "//") {
+		// Opaque "//x" would be written as an absolute URI; use Path/RawPath.
+		p, _ := url.PathUnescape(rawPath)
+		u = url.URL{Scheme: scheme, Host: t.Addr, Path: p, RawPath: rawPath, RawQuery: query}
+	}
+	host := t.Host
+	if host == "" {
+		host = c.RawHost
+	}
+	var b *body
+	var rb io.ReadCloser
+	if c.Body != nil && c.ContentLength != 0 {
+		b = &body{r: c.Body, a: a}
+		rb = b
+	}
+	var r0 http.Request
+	req := r0.WithContext(ctx)
+	req.Method = c.Method
+	req.URL = &u
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/1.1", 1, 1
+	req.Header = http.Header(c.Header)
+	req.Body = rb
+	req.ContentLength = c.ContentLength
+	if rb == nil {
+		req.ContentLength = 0
+	}
+	req.Host = host
+	if len(c.Trailer) > 0 {
+		req.Trailer = http.Header(c.Trailer)
+	}
+
+	resp, err := tr.RoundTrip(req)
+	var sent int64
+	if b != nil {
+		sent = b.read()
+	}
+	if err != nil {
+		st, retry := classify(ctx, parent, err)
+		if st != StatusClientClosed {
+			c.UpstreamStatus = append(c.UpstreamStatus, st)
+		}
+		if st == http.StatusRequestEntityTooLarge {
+			retry = false
+		}
+		// Body bytes consumed cannot be replayed; a non-idempotent request
+		// that reached the upstream must not be repeated (nginx).
+		if retry && sent > 0 {
+			retry = false
+		}
+		if retry && !idempotent && !isDialError(err) {
+			retry = false
+		}
+		return st, err, retry
+	}
+	c.UpstreamStatus = append(c.UpstreamStatus, resp.StatusCode)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if upgrade {
+			a.timer.Stop()
+			return f.tunnel(c, resp)
+		}
+		resp.Body.Close()
+		return http.StatusBadGateway, errors.New("unexpected 101 from upstream"), false
+	}
+	return f.copyResponse(c, resp, a, opt)
+}
+
+func (f *Forwarder) copyResponse(c *engine.Ctx, resp *http.Response, a *attempt, opt *Options) (int, error, bool) {
+	defer resp.Body.Close()
+	dst := c.W.Header()
+	copyResponseHeader(dst, resp.Header)
+	var announced []string
+	if len(resp.Trailer) > 0 {
+		announced = make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			announced = append(announced, k)
+		}
+		dst["Trailer"] = []string{strings.Join(announced, ", ")}
+	}
+	if resp.StatusCode >= 500 || opt.ShowUpstreamStatus {
+		dst["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
+	}
+	dst["Server"] = serverHeader
+	c.W.WriteHeader(resp.StatusCode)
+
+	// Stream unknown-length and event-stream bodies: flush after each read
+	// so SSE events and chunks reach the client as they arrive.
+	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	bp := f.bufs.Get().(*[]byte)
+	defer f.bufs.Put(bp)
+	buf := *bp
+	for {
+		a.arm(a.read)
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := c.W.Write(buf[:n]); werr != nil {
+				return StatusClientClosed, nil, false
+			}
+			if flush {
+				_ = c.W.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The header is out: the only honest signal is a truncated
+			// response, so abort the client connection.
+			if ab, ok := c.W.(engine.Aborter); ok {
+				ab.Abort()
+			}
+			st, _ := classify(a.ctx, c.Context, rerr)
+			f.logger.Debug("upstream body read failed", "status", st, "err", rerr)
+			return resp.StatusCode, nil, false
+		}
+	}
+	for k, vv := range resp.Trailer {
+		if slices.Contains(announced, k) {
+			dst[k] = vv
+		} else {
+			// Trailers the upstream did not announce up front.
+			dst[http.TrailerPrefix+k] = vv
+		}
+	}
+	return resp.StatusCode, nil, false
+}
+
+// classify maps an upstream error to the status nginx would answer and
+// whether it is the kind proxy_next_upstream error/timeout retries.
+func classify(ctx, parent context.Context, err error) (int, bool) {
+	if parent != nil && parent.Err() != nil {
+		return StatusClientClosed, false
+	}
+	if errors.Is(err, engine.ErrBodyTooLarge) {
+		return http.StatusRequestEntityTooLarge, false
+	}
+	if errors.Is(context.Cause(ctx), errTimeout) {
+		return http.StatusGatewayTimeout, true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusGatewayTimeout, true
+	}
+	return http.StatusBadGateway, true
+}
+
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+func isIdempotent(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// copyResponseHeader moves the upstream's end-to-end headers into dst,
+// sharing the value slices (the response is ours).
+func copyResponseHeader(dst engine.Header, src http.Header) {
+	for _, v := range src["Connection"] {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = strings.TrimSpace(tok); tok != "" {
+				delete(src, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+	for k, vv := range src {
+		if engine.IsHopByHop(k) {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+func setHeader(h engine.Header, k, v string) {
+	if vv := h[k]; len(vv) > 0 {
+		vv[0] = v
+		h[k] = vv[:1]
+		return
+	}
+	h[k] = []string{v}
+}
+
+// prepareHeaders turns the client's headers into the upstream request's, in
+// place (APISIX semantics, apisix-core.md §3.11). Connection-listed headers
+// were already removed by the engine before any plugin ran, so nothing a
+// plugin or this function adds can be stripped by the client. It reports
+// whether the request is a WebSocket upgrade to tunnel.
+func prepareHeaders(c *engine.Ctx, opt *Options) bool {
+	h := c.Header
+	if h == nil {
+		h = engine.Header{}
+		c.Header = h
+	}
+	upgrade := opt.WebSocket && h.HasToken("Connection", "upgrade") &&
+		strings.EqualFold(h.Get("Upgrade"), "websocket")
+	teTrailers := h.HasToken("Te", "trailers")
+	var upg []string
+	if upgrade {
+		upg = h["Upgrade"]
+	}
+	for k := range h {
+		if engine.IsHopByHop(k) {
+			delete(h, k)
+		}
+	}
+	if upgrade {
+		h["Upgrade"] = upg
+		h["Connection"] = []string{"Upgrade"}
+	}
+	if teTrailers {
+		h["Te"] = []string{"trailers"}
+	}
+	delete(h, "Forwarded")
+
+	ip := c.RemoteIP()
+	trusted := false
+	if opt.TrustedProxy != nil {
+		trusted = c.RemoteAddr.IsValid() && opt.TrustedProxy(c.RemoteAddr.Addr().Unmap())
+		if !trusted {
+			delete(h, "X-Forwarded-For")
+		}
+	}
+	if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+		setHeader(h, "X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
+	} else {
+		h["X-Forwarded-For"] = []string{ip}
+	}
+	setHeader(h, "X-Real-Ip", ip)
+	if !trusted || len(h["X-Forwarded-Proto"]) == 0 {
+		setHeader(h, "X-Forwarded-Proto", c.Scheme)
+	}
+	if !trusted || len(h["X-Forwarded-Host"]) == 0 {
+		fh := c.RawHost
+		if fh == "" {
+			fh = c.Host
+		}
+		setHeader(h, "X-Forwarded-Host", fh)
+	}
+	if !trusted || len(h["X-Forwarded-Port"]) == 0 {
+		setHeader(h, "X-Forwarded-Port", forwardedPort(c))
+	}
+	return upgrade
+}
+
+func forwardedPort(c *engine.Ctx) string {
+	hostport := c.RawHost
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		return hostport[i+1:]
+	}
+	if v, ok := c.Var("server_port"); ok {
+		return v
+	}
+	if c.Scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
