@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -26,19 +27,10 @@ func (l Listen) Addr() string {
 	if l.IP == "" {
 		return fmt.Sprintf(":%d", l.Port)
 	}
-	if len(l.IP) > 0 && l.IP[0] != '[' && containsColon(l.IP) {
+	if l.IP[0] != '[' && strings.Contains(l.IP, ":") {
 		return fmt.Sprintf("[%s]:%d", l.IP, l.Port)
 	}
 	return fmt.Sprintf("%s:%d", l.IP, l.Port)
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
 }
 
 // AdminKey is one entry of deployment.admin.admin_key.
