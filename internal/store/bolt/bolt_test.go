@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,26 +244,32 @@ func TestWatchHistoryKeepsRevisionsWhole(t *testing.T) {
 }
 
 func TestSlowWatcherIsCutOff(t *testing.T) {
-	s := openT(t, filepath.Join(t.TempDir(), "sluice.db"), Options{WatchBuffer: 20})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s := openT(t, filepath.Join(t.TempDir(), "sluice.db"), Options{WatchBuffer: 5})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rev, _ := s.Revision(ctx)
 	w := s.Watch(ctx, rev)
 	// Nobody reads w while we write far more than its buffer; writes must
-	// not block.
+	// not block. The deadline only catches a hang, so it is generous.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := range 200 {
-			if _, _, err := s.Put(ctx, fmt.Sprintf("/k/%d", i), []byte("v"), store.PutOptions{}); err != nil {
-				t.Error(err)
-				return
-			}
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 10 {
+					if _, _, err := s.Put(ctx, fmt.Sprintf("/k/%d/%d", g, i), []byte("v"), store.PutOptions{}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
 		}
+		wg.Wait()
 	}()
 	select {
 	case <-done:
-	case <-time.After(8 * time.Second):
+	case <-time.After(25 * time.Second):
 		t.Fatal("writers blocked by a slow watcher")
 	}
 	var last store.WatchResponse
@@ -316,6 +323,13 @@ func TestExpiredKeyReplacedIsCreate(t *testing.T) {
 	ctx := context.Background()
 	old, _, _ := s.Put(ctx, "/k", []byte("1"), store.PutOptions{TTL: 50 * time.Millisecond})
 	time.Sleep(100 * time.Millisecond)
+	// Reads hide the key although the reaper has not removed it.
+	if _, err := s.Get(ctx, "/k"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get of expired key: %v, want ErrNotFound", err)
+	}
+	if kvs, _, err := s.List(ctx, "/"); err != nil || len(kvs) != 0 {
+		t.Errorf("List with only an expired key = %v, %v", kvs, err)
+	}
 	if _, err := s.Delete(ctx, "/k"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Delete of expired key: %v, want ErrNotFound", err)
 	}

@@ -106,7 +106,11 @@ func TestDurabilityKill9(t *testing.T) {
 		r := bufio.NewReader(out)
 		acked := 0
 		killed := false
-		deadline := time.AfterFunc(3*time.Second, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+		kill := func() { _ = cmd.Process.Signal(syscall.SIGKILL) }
+		// A busy machine can make the child slow to start; give it time to
+		// acknowledge something, then at most 2s more to reach the target.
+		hard := time.AfterFunc(20*time.Second, kill)
+		var soft *time.Timer
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
@@ -130,12 +134,18 @@ func TestDurabilityKill9(t *testing.T) {
 				lastAck[f[2]] = max(lastAck[f[2]], n)
 			}
 			acked++
+			if acked == 1 {
+				soft = time.AfterFunc(2*time.Second, kill)
+			}
 			if acked == target && !killed {
 				killed = true
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 			}
 		}
-		deadline.Stop()
+		hard.Stop()
+		if soft != nil {
+			soft.Stop()
+		}
 		err = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("round %d: child was not killed (err %v): %s", round, err, stderr.String())

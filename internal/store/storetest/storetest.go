@@ -325,15 +325,32 @@ func testTTL(t *testing.T, s store.Store) {
 	defer cancel()
 	w := s.Watch(wctx, start)
 
-	kv, _ := mustPut(t, s, "/protos/ttl", "v", store.PutOptions{TTL: time.Second})
+	// 2s rather than 1s: etcd rounds lease TTLs up to its minimum (about
+	// 1.5s with default election settings), so a shorter TTL would not
+	// measure the same thing on every backend.
+	const ttl = 2 * time.Second
+	putAt := time.Now()
+	kv, _ := mustPut(t, s, "/protos/ttl", "v", store.PutOptions{TTL: ttl})
 	mustPut(t, s, "/protos/keep", "v", store.PutOptions{})
 	if _, err := s.Get(ctx, "/protos/ttl"); err != nil {
 		t.Fatalf("Get before expiry: %v", err)
 	}
-	deadline := time.Now().Add(time.Second + 100*time.Millisecond)
-	time.Sleep(time.Until(deadline))
-	if _, err := s.Get(ctx, "/protos/ttl"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Get after expiry: %v, want ErrNotFound", err)
+	// Poll until the key is gone; it must go, and not long after its TTL.
+	for {
+		_, err := s.Get(ctx, "/protos/ttl")
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Get while waiting for expiry: %v", err)
+		}
+		if time.Since(putAt) > ttl+3*time.Second {
+			t.Fatalf("key still present %v after a %v TTL", time.Since(putAt), ttl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d := time.Since(putAt); d < ttl-100*time.Millisecond {
+		t.Errorf("key expired after %v, before its %v TTL", d, ttl)
 	}
 	kvs, _, err := s.List(ctx, "/protos/")
 	if err != nil {
@@ -359,9 +376,9 @@ func testTTL(t *testing.T, s store.Store) {
 
 func testTTLClearedByPut(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
-	mustPut(t, s, "/protos/p", "1", store.PutOptions{TTL: time.Second})
+	mustPut(t, s, "/protos/p", "1", store.PutOptions{TTL: 2 * time.Second})
 	mustPut(t, s, "/protos/p", "2", store.PutOptions{})
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	got, err := s.Get(ctx, "/protos/p")
 	if err != nil || string(got.Value) != "2" {
 		t.Errorf("Put without TTL did not clear the earlier TTL: %+v, %v", got, err)
