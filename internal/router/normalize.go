@@ -8,16 +8,21 @@ import "unicode/utf8"
 //
 // It follows nginx's $uri: percent-escapes are decoded once, "." and ".."
 // segments are resolved (RFC 3986 §5.2.4) and runs of slashes are merged.
+// Three escapes stay encoded (uppercased) instead: "%2F" and "%5C", so an
+// encoded slash is never a separator, neither here nor upstream (APISIX
+// matches "/v1/te%2Fst/x" against "/v1/:id/x" the same way), and "%25", so
+// that "%" in the result always starts one of these three escapes and a
+// decoded "%2F" can never be confused with an opaque one (no double decoding
+// upstream, §F4). Route patterns that mean a literal '%' write "%25".
+//
 // It reports false, and the request should be answered 400, when the path
 // does not start with "/", would climb above the root, has a malformed
-// escape, contains a control character or NUL (raw or escaped), a backslash
-// or an escaped slash ("%2F", "%5C" would otherwise be routed one way and
-// read another way upstream), a '#', or does not decode to valid UTF-8
-// (which also rejects overlong forms such as "%c0%ae").
+// escape, contains a control character or NUL (raw or escaped), a raw
+// backslash or '#', or does not decode to valid UTF-8 (which also rejects
+// overlong forms such as "%c0%ae").
 //
-// The result is decoded: whoever forwards it must escape it again (at least
-// '%', '?', '#' and bytes outside ASCII), so "/a/%252e" is forwarded as it
-// was matched rather than decoded twice. A path that needs no change is
+// Forwarding contract: send the result with '?', '#', space and non-ASCII
+// bytes escaped, and never escape '%'. A path that needs no change is
 // returned as is, without allocating.
 func NormalizePath(raw string) (string, bool) {
 	if len(raw) == 0 || raw[0] != '/' {
@@ -39,10 +44,11 @@ func NormalizePath(raw string) (string, bool) {
 				return "", false
 			}
 			c = hi<<4 | lo
-			if c == '/' || c == '\\' {
-				return "", false
-			}
 			i += 2
+			if c == '/' || c == '\\' || c == '%' {
+				b = append(b, '%', upperHex[c>>4], upperHex[c&15])
+				continue
+			}
 		} else if c == '\\' || c == '#' {
 			return "", false
 		}
@@ -93,7 +99,11 @@ func isCanonical(raw string) bool {
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch {
-		case c == '%', c == '\\', c == '#', c < 0x20, c == 0x7f:
+		case c == '%':
+			if !isOpaqueEscape(raw[i+1:]) {
+				return false
+			}
+		case c == '\\', c == '#', c < 0x20, c == 0x7f:
 			return false
 		case c >= 0x80:
 			ascii = false
@@ -125,4 +135,19 @@ func unhex(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// isOpaqueEscape reports whether s starts with one of the escapes that
+// NormalizePath keeps encoded, in its canonical uppercase form.
+func isOpaqueEscape(s string) bool {
+	if len(s) < 2 {
+		return false
+	}
+	switch s[:2] {
+	case "25", "2F", "5C":
+		return true
+	}
+	return false
 }

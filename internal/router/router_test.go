@@ -180,6 +180,7 @@ func TestConditions(t *testing.T) {
 		{"host exact lowercased", req{path: "/h", host: "foo.com"}, "host"},
 		{"host wildcard", req{path: "/h", host: "a.b.bar.com"}, "wild"},
 		{"host wildcard not apex", req{path: "/h", host: "bar.com"}, ""},
+		{"host wildcard bare dot", req{path: "/h", host: ".bar.com"}, "wild"},
 		{"host with port uses raw", req{path: "/h", host: "baz.com", raw: "baz.com:8080"}, "port"},
 		{"host with port mismatch", req{path: "/h", host: "baz.com", raw: "baz.com:9090"}, ""},
 		{"host star", req{path: "/h2", host: "whatever"}, "any-host"},
@@ -226,6 +227,7 @@ func TestParams(t *testing.T) {
 		{ID: "files", URIs: []string{"/files/*path/raw"}},
 		{ID: "nested", URIs: []string{"/a/:x/b/:y"}},
 		{ID: "slash", URIs: []string{"/s/:name/"}},
+		{ID: "v1", URIs: []string{"/v1/:id/products/:type/list"}},
 	}
 	for i := range routes {
 		routes[i].Value = routes[i].ID
@@ -246,6 +248,9 @@ func TestParams(t *testing.T) {
 		{"/a/1/c/2", "", nil},
 		{"/s/bob/", "slash", map[string]string{"name": "bob"}},
 		{"/s/bob", "", nil},
+		// t/router/radixtree-uri-with-parameter-encoded-slash.t: an encoded
+		// slash (kept opaque by NormalizePath) is not a separator.
+		{"/v1/te%2Fst/products/electronics/list", "v1", map[string]string{"id": "te%2Fst", "type": "electronics"}},
 	}
 	var p Params
 	for _, tt := range tests {
