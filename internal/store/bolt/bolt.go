@@ -265,6 +265,8 @@ func (s *Store) readCheck(ctx context.Context) error {
 // passing the store's own sentinels through untouched.
 func (s *Store) mapErr(what string, err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict),
 		errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
 		return err

@@ -343,3 +343,48 @@ func TestExpiredKeyReplacedIsCreate(t *testing.T) {
 		t.Errorf("events = %+v, want delete then put", resp.Events)
 	}
 }
+
+// Writes racing Close either fail with ErrClosed or are on disk afterwards.
+func TestCloseWaitsForWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				key := fmt.Sprintf("/c/%d/%d", g, i)
+				_, _, err := s.Put(ctx, key, []byte(key), store.PutOptions{})
+				if errors.Is(err, store.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, key)
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s = openT(t, path, Options{})
+	for _, k := range acked {
+		if kv, err := s.Get(ctx, k); err != nil || string(kv.Value) != k {
+			t.Errorf("acknowledged %s after Close: %+v, %v", k, kv, err)
+		}
+	}
+	t.Logf("%d writes acknowledged before Close", len(acked))
+}

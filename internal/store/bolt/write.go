@@ -369,8 +369,20 @@ func (s *Store) reaper() {
 
 // reapOnce removes up to reapBatch expired keys, each with its own revision.
 func (s *Store) reapOnce() (int, error) {
+	// Peek in a read transaction first so that an idle tick does not take
+	// the writer's turn (and bbolt's write lock) for nothing.
+	now := time.Now().UnixNano()
+	var anyDue bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		k, _ := tx.Bucket(bucketTTL).Cursor().First()
+		anyDue = len(k) >= 8 && int64(binary.BigEndian.Uint64(k[:8])) <= now
+		return nil
+	})
+	if err != nil || !anyDue {
+		return 0, s.mapErr("reap", err)
+	}
 	var n int
-	err := s.submit(context.Background(), func(tx *bbolt.Tx, st *txState) error {
+	err = s.submit(context.Background(), func(tx *bbolt.Tx, st *txState) error {
 		n = 0
 		type due struct {
 			idx []byte
