@@ -58,7 +58,7 @@ func (s *Schema) translate(verr *jsonschema.ValidationError, root any) string {
 	var cands []candidate
 	s.collect(verr, nil, 0, nil, "", root, &cands)
 	if len(cands) == 0 {
-		return verr.Error()
+		return ""
 	}
 	sort.SliceStable(cands, func(i, j int) bool { return lessKey(cands[i].key, cands[j].key) })
 	return cands[0].msg
@@ -256,8 +256,33 @@ func (s *Schema) collect(e *jsonschema.ValidationError, base []string, instUsed 
 		}
 		return
 	}
+	if s.skipped(e, cur, root) {
+		return
+	}
 	rank, msg := s.leaf(e, cur, root)
 	*out = append(*out, candidate{append(key, rank...), prefix + msg})
+}
+
+// skipped reports whether APISIX's skip_validation hook
+// (apisix/secret.lua is_secret_ref) would have skipped the schema that
+// produced e: a "$secret://" or "$env://" string checked against a schema
+// whose type is absent or "string" always passes.
+func (s *Schema) skipped(e *jsonschema.ValidationError, cur []string, root any) bool {
+	str, ok := instanceAt(root, e.InstanceLocation).(string)
+	if !ok || !IsSecretRef(str) {
+		return false
+	}
+	t := s.lookup(append(cur, "type"))
+	return t == nil || t == "string"
+}
+
+// IsSecretRef reports whether s is a secret reference ("$secret://..." or,
+// case-insensitively, "$env://...").
+func IsSecretRef(s string) bool {
+	if len(s) == 0 || s[0] != '$' {
+		return false
+	}
+	return strings.HasPrefix(s, "$secret://") || strings.HasPrefix(strings.ToUpper(s), "$ENV://")
 }
 
 // leaf returns the rank path and the Lua message of a terminal error.

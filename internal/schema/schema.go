@@ -73,7 +73,9 @@ func MustCompile(doc []byte) *Schema {
 
 // Validate checks v (as produced by DecodeJSON: maps, slices, json.Number,
 // strings, bools, nil) against the schema. The error text is what
-// lua-resty-jsonschema would return, without any prefix.
+// lua-resty-jsonschema would return, without any prefix. Like APISIX, a
+// secret reference ("$secret://...", "$env://...") passes any schema whose
+// type is absent or "string".
 func (s *Schema) Validate(v any) error {
 	err := s.sch.Validate(v)
 	if err == nil {
@@ -83,7 +85,13 @@ func (s *Schema) Validate(v any) error {
 	if !errors.As(err, &verr) {
 		return err
 	}
-	return errors.New(s.translate(verr, v))
+	msg := s.translate(verr, v)
+	if msg == "" {
+		// Every failure came from a secret reference, which APISIX's
+		// skip_validation hook accepts as is.
+		return nil
+	}
+	return errors.New(msg)
 }
 
 // propertyOrder walks a JSON document token by token and records, for every

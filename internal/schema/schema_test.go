@@ -87,6 +87,8 @@ func TestValidateMessages(t *testing.T) {
 		{"property before allOf", `{"uri":1}`, `property "uri" validation failed: wrong type: expected string, got number`},
 		{"first property in order", `{"uri":"/a","name":"","retries":-1}`, `property "name" validation failed: string too short, expected at least 1, got 0`},
 		{"pattern quoting", `{"uri":"/a","host":"a\"b\\c\nd"}`, "property \"host\" validation failed: failed to match pattern \"^\\\\*$|^\\\\*?[0-9a-zA-Z-._\\\\[\\\\]:]+$\" with \"a\\\"b\\\\c\\\nd\""},
+		{"secret ref skips string schema", `{"uri":"/a","host":"$secret://vault/1/host","name":"$ENV://X"}`, ""},
+		{"secret ref not for integer", `{"uri":"/a","retries":"$secret://vault/1/r"}`, `property "retries" validation failed: wrong type: expected integer, got string`},
 		{"big int ok", `{"uri":"/a","id":123456789012345678901234567890}`, ""},
 	}
 	for _, tt := range tests {
