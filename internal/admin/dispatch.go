@@ -1,0 +1,140 @@
+package admin
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/sluice-gw/sluice/internal/resource"
+)
+
+// target is a parsed /apisix/admin/{res}/{id}/{sub_path} request.
+type target struct {
+	kind    *resource.Kind
+	id      string // "" when the URL has none
+	parent  string // consumer username (credentials) or secret manager
+	subPath string // PATCH sub-path, "" for whole-object
+}
+
+// dir is the store directory holding the kind's items for this target.
+func (t *target) dir() string {
+	switch t.kind.Name {
+	case "credentials":
+		return "/consumers/" + t.parent + "/credentials/"
+	case "secrets":
+		return "/secrets/" + t.parent + "/"
+	}
+	return "/" + t.kind.Name + "/"
+}
+
+// dispatch routes an authenticated request. rest is the path after
+// /apisix/admin, still escaped.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rest string) {
+	rest = strings.Trim(rest, "/")
+	var segs []string
+	if rest != "" {
+		for _, p := range strings.Split(rest, "/") {
+			u, err := url.PathUnescape(p)
+			if err != nil {
+				u = p
+			}
+			segs = append(segs, u)
+		}
+	}
+	if len(segs) == 0 {
+		writeErr(w, http.StatusNotFound, "not found")
+		return
+	}
+	switch segs[0] {
+	case "plugins":
+		s.plugins(w, r, segs[1:])
+		return
+	case "schema":
+		s.schema(w, r, segs[1:])
+		return
+	case "configs":
+		if len(segs) == 2 && segs[1] == "validate" && r.Method == http.MethodPost {
+			s.validateConfigs(w, r)
+			return
+		}
+		writeErr(w, http.StatusNotFound, "not found")
+		return
+	case "status":
+		// Not an APISIX resource; fall through to the unknown-type answer.
+	}
+	t := &target{}
+	var ok bool
+	switch {
+	case segs[0] == "consumers" && len(segs) >= 3 && segs[2] == "credentials":
+		t.kind, ok = resource.ByName("credentials")
+		t.parent = segs[1]
+		if len(segs) > 3 {
+			t.id = segs[3]
+		}
+		if len(segs) > 4 {
+			t.subPath = strings.Join(segs[4:], "/")
+		}
+	case segs[0] == "secrets":
+		t.kind, ok = resource.ByName("secrets")
+		if len(segs) < 2 {
+			writeErr(w, http.StatusBadRequest, "missing secret manager")
+			return
+		}
+		t.parent = segs[1]
+		if len(segs) > 2 {
+			t.id = segs[2]
+		}
+		if len(segs) > 3 {
+			t.subPath = strings.Join(segs[3:], "/")
+		}
+		switch t.parent {
+		case "vault", "aws", "gcp":
+		default:
+			writeErr(w, http.StatusBadRequest, "invalid secret manager: "+t.parent)
+			return
+		}
+	case segs[0] == "credentials":
+		ok = false
+	default:
+		t.kind, ok = resource.ByName(segs[0])
+		if len(segs) > 1 {
+			t.id = segs[1]
+		}
+		if len(segs) > 2 {
+			t.subPath = strings.Join(segs[2:], "/")
+		}
+	}
+	if !ok {
+		writeErr(w, http.StatusNotFound, "Unsupported resource type: "+segs[0])
+		return
+	}
+	if t.kind.Name == "stream_routes" && !s.opt.StreamMode {
+		writeErr(w, http.StatusBadRequest, "stream mode is disabled, can not add stream routes")
+		return
+	}
+	w.Header().Set("X-API-VERSION", "v3")
+	switch r.Method {
+	case http.MethodGet:
+		if t.id == "" {
+			s.list(w, r, t)
+		} else {
+			s.get(w, t)
+		}
+	case http.MethodPut:
+		s.put(w, r, t)
+	case http.MethodPost:
+		if t.kind.NoPost {
+			writeErr(w, http.StatusMethodNotAllowed, "not supported `POST` method for "+t.kind.Singular)
+			return
+		}
+		s.post(w, r, t)
+	case http.MethodPatch:
+		if t.kind.NoPatch {
+			writeErr(w, http.StatusMethodNotAllowed, "not supported `PATCH` method for "+t.kind.Singular)
+			return
+		}
+		s.patch(w, r, t)
+	case http.MethodDelete:
+		s.delete(w, r, t)
+	}
+}

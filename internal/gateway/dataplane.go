@@ -1,0 +1,388 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/balancer"
+	"github.com/sluice-gw/sluice/internal/engine"
+	"github.com/sluice-gw/sluice/internal/expr"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/resource"
+	"github.com/sluice-gw/sluice/internal/router"
+)
+
+// compiled is the data plane's form of a snapshot: the route table and
+// every upstream with its balancer, ready to serve.
+type compiled struct {
+	router    *router.Table
+	upstreams map[string]*upstream // by upstream id
+	inline    map[string]*upstream // by config hash, for route/service inline upstreams
+	certs     *certIndex
+}
+
+// route is a matched route with its service merged in.
+type route struct {
+	id, serviceID string
+	upstream      *upstream // resolved inline or by id; nil with upstreamID set means missing
+	upstreamID    string
+	timeout       *resource.Timeout
+	websocket     bool
+}
+
+// upstream is one upstream's runtime: its config, balancer and proxy
+// options. It is reused across snapshots while its config is unchanged, so
+// balancer state and connection pools survive unrelated changes.
+type upstream struct {
+	hash string
+	cfg  *resource.Upstream
+	bal  *balancer.Balancer
+	opts proxy.Options
+}
+
+// dataPlane serves traffic from the current snapshot.
+type dataPlane struct {
+	builder    *Builder
+	fwd        *proxy.Forwarder
+	server     string
+	showStatus bool
+	logger     *slog.Logger
+	paramsPool sync.Pool
+}
+
+var notFoundBody = []byte("{\"error_msg\":\"404 Route Not Found\"}\n")
+
+// Serve handles one request on either engine.
+func (d *dataPlane) Serve(c *engine.Ctx) {
+	snap := d.builder.Current()
+	data, _ := snap.Data.(*compiled)
+	if data == nil || data.router == nil {
+		c.Reply(404, "application/json", notFoundBody)
+		return
+	}
+	p, _ := d.paramsPool.Get().(*router.Params)
+	if p == nil {
+		p = new(router.Params)
+	}
+	defer d.paramsPool.Put(p)
+	req := router.Request{Path: c.Path, Host: c.Host, RawHost: c.RawHost, Method: c.Method, RemoteAddr: c.RemoteAddr.Addr().Unmap(), Vars: c}
+	m := data.router.Match(&req, p)
+	if m == nil {
+		c.Reply(404, "application/json", notFoundBody)
+		return
+	}
+	for i := 0; i < p.Len(); i++ {
+		k, v := p.At(i)
+		c.ParamKeys = append(c.ParamKeys, k)
+		c.ParamValues = append(c.ParamValues, v)
+	}
+	rt := m.Value.(*route)
+	c.RouteID, c.ServiceID = rt.id, rt.serviceID
+	up := rt.upstream
+	if up == nil && rt.upstreamID != "" {
+		up = data.upstreams[rt.upstreamID]
+		if up == nil {
+			c.ReplyError(502)
+			return
+		}
+	}
+	if up == nil {
+		d.logger.Error("missing upstream configuration in Route or Service", "route", rt.id)
+		c.ReplyError(503)
+		return
+	}
+	d.forward(c, rt, up)
+}
+
+// forward picks nodes with the upstream's balancer and proxies.
+func (d *dataPlane) forward(c *engine.Ctx, rt *route, up *upstream) {
+	opts := up.opts
+	if rt.timeout != nil {
+		opts.Timeouts = timeouts(rt.timeout)
+	}
+	opts.WebSocket = rt.websocket
+	opts.ShowUpstreamStatus = d.showStatus
+	var tried balancer.Tried
+	var picked [8]*balancer.Node
+	npicked := 0
+	hashKey := ""
+	if up.cfg.Type == "chash" {
+		hashKey = chashKey(c, up.cfg.HashOn, up.cfg.Key)
+	}
+	pick := func(attempt int) (proxy.Target, bool) {
+		n := up.bal.Pick(&tried, hashKey)
+		if n == nil {
+			return proxy.Target{}, false
+		}
+		tried.Add(n)
+		if npicked < len(picked) {
+			picked[npicked] = n
+			npicked++
+		}
+		return up.target(c, n), true
+	}
+	start := time.Now()
+	status, _ := d.fwd.Forward(c, pick, &opts)
+	lat := time.Since(start)
+	for i := 0; i < npicked; i++ {
+		failed := i < npicked-1 || status >= 502 && status <= 504
+		up.bal.Done(picked[i], lat, failed)
+	}
+}
+
+// target builds the proxy target for a node, applying pass_host.
+func (u *upstream) target(c *engine.Ctx, n *balancer.Node) proxy.Target {
+	scheme := u.cfg.Scheme
+	if scheme == "" || scheme == "grpc" {
+		scheme = "http"
+	} else if scheme == "grpcs" {
+		scheme = "https"
+	}
+	t := proxy.Target{Scheme: scheme, Addr: n.Addr}
+	switch u.cfg.PassHost {
+	case "node":
+		t.Host = n.Addr
+		if (scheme == "http" && n.Port == 80) || (scheme == "https" && n.Port == 443) {
+			t.Host = n.Host
+		}
+	case "rewrite":
+		t.Host = u.cfg.UpstreamHost
+	default:
+		t.Host = c.RawHost
+	}
+	if scheme == "https" {
+		t.SNI = strings.Split(t.Host, ":")[0]
+	}
+	return t
+}
+
+// chashKey resolves the consistent-hash key; missing keys fall back to the
+// client address as APISIX does.
+func chashKey(c *engine.Ctx, hashOn, key string) string {
+	var v string
+	var ok bool
+	switch hashOn {
+	case "header":
+		v, ok = c.Var("http_" + strings.ToLower(strings.ReplaceAll(key, "-", "_")))
+	case "cookie":
+		v, ok = c.Var("cookie_" + key)
+	case "consumer":
+		v, ok = c.ConsumerName, c.ConsumerName != ""
+	case "vars_combinations":
+		v = expandVars(c, key)
+		ok = v != ""
+	default:
+		v, ok = c.Var(key)
+	}
+	if !ok || v == "" {
+		v, _ = c.Var("remote_addr")
+	}
+	return v
+}
+
+// expandVars replaces $name references in a vars_combinations template.
+func expandVars(c *engine.Ctx, tmpl string) string {
+	var b strings.Builder
+	for i := 0; i < len(tmpl); {
+		if tmpl[i] != '$' {
+			b.WriteByte(tmpl[i])
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(tmpl) && (tmpl[j] == '_' || tmpl[j] >= 'a' && tmpl[j] <= 'z' || tmpl[j] >= 'A' && tmpl[j] <= 'Z' || tmpl[j] >= '0' && tmpl[j] <= '9') {
+			j++
+		}
+		if v, ok := c.Var(tmpl[i+1 : j]); ok {
+			b.WriteString(v)
+		}
+		i = j
+	}
+	return b.String()
+}
+
+func timeouts(t *resource.Timeout) proxy.Timeouts {
+	sec := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+	return proxy.Timeouts{Connect: sec(t.Connect), Send: sec(t.Send), Read: sec(t.Read)}
+}
+
+// newUpstream compiles an upstream, reusing prev's runtime when the config
+// is unchanged.
+func newUpstream(u *resource.Upstream, prev map[string]*upstream) (*upstream, error) {
+	raw, err := json.Marshal(u)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	hash := string(sum[:])
+	if p := prev[hash]; p != nil {
+		return p, nil
+	}
+	scheme := u.Scheme
+	defPort := 80
+	if scheme == "https" || scheme == "grpcs" {
+		defPort = 443
+	}
+	nodes := make([]balancer.Node, 0, len(u.Nodes))
+	for _, n := range u.Nodes {
+		port := n.Port
+		if port == 0 {
+			port = defPort
+		}
+		host := strings.TrimSuffix(strings.TrimPrefix(n.Host, "["), "]")
+		nodes = append(nodes, balancer.Node{Host: host, Port: port, Weight: n.Weight, Priority: n.Priority})
+	}
+	bal, err := balancer.New(balancer.Config{Type: u.Type, HashOn: u.HashOn, Key: u.Key, Nodes: nodes})
+	if err != nil {
+		return nil, err
+	}
+	out := &upstream{hash: hash, cfg: u, bal: bal}
+	if u.Timeout != nil {
+		out.opts.Timeouts = timeouts(u.Timeout)
+	}
+	if u.Retries != nil {
+		out.opts.Retries = *u.Retries
+	} else {
+		out.opts.Retries = len(nodes) - 1
+	}
+	out.opts.RetryTimeout = time.Duration(u.RetryTimeout * float64(time.Second))
+	if kp := u.KeepalivePool; kp != nil {
+		out.opts.KeepalivePool = proxy.Pool{Size: kp.Size, IdleTimeout: time.Duration(kp.IdleTimeout * float64(time.Second)), Requests: kp.Requests}
+	}
+	return out, nil
+}
+
+// compileFunc returns the snapshot compile hook for the given router kind.
+func compileFunc(routerKind string) CompileFunc {
+	return func(s *Snapshot, prevSnap *Snapshot) (any, []BuildError) {
+		var errs []BuildError
+		prev := map[string]*upstream{}
+		if prevSnap != nil {
+			if pc, ok := prevSnap.Data.(*compiled); ok {
+				for _, u := range pc.upstreams {
+					prev[u.hash] = u
+				}
+				for _, u := range pc.inline {
+					prev[u.hash] = u
+				}
+			}
+		}
+		out := &compiled{upstreams: map[string]*upstream{}, inline: map[string]*upstream{}}
+		for id, v := range s.Objects["upstreams"] {
+			u, ok := v.(*resource.Upstream)
+			if !ok {
+				continue
+			}
+			cu, err := newUpstream(u, prev)
+			if err != nil {
+				errs = append(errs, BuildError{Key: "/upstreams/" + id, Error: err.Error()})
+				continue
+			}
+			out.upstreams[id] = cu
+		}
+		inline := func(u *resource.Upstream, key string) *upstream {
+			cu, err := newUpstream(u, prev)
+			if err != nil {
+				errs = append(errs, BuildError{Key: key, Error: err.Error()})
+				return nil
+			}
+			out.inline[cu.hash] = cu
+			return cu
+		}
+		ids := make([]string, 0, len(s.Objects["routes"]))
+		for id := range s.Objects["routes"] {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		var rts []router.Route
+		for _, id := range ids {
+			r, ok := s.Objects["routes"][id].(*resource.Route)
+			if !ok || r.Status == 0 {
+				continue
+			}
+			key := "/routes/" + id
+			rt := &route{id: id, timeout: r.Timeout}
+			hosts := r.Hosts
+			if r.Host != "" {
+				hosts = []string{r.Host}
+			}
+			var svc *resource.Service
+			if r.ServiceID != "" {
+				sv, ok := s.Objects["services"][r.ServiceID].(*resource.Service)
+				if !ok {
+					errs = append(errs, BuildError{Key: key, Error: fmt.Sprintf("service %s not found", r.ServiceID)})
+					continue
+				}
+				svc = sv
+				rt.serviceID = r.ServiceID
+				if len(hosts) == 0 {
+					hosts = svc.Hosts
+				}
+			}
+			switch {
+			case r.UpstreamID != "":
+				rt.upstreamID = r.UpstreamID
+			case r.Upstream != nil:
+				rt.upstream = inline(r.Upstream, key)
+			case svc != nil && svc.UpstreamID != "":
+				rt.upstreamID = svc.UpstreamID
+			case svc != nil && svc.Upstream != nil:
+				rt.upstream = inline(svc.Upstream, "/services/"+svc.ID)
+			}
+			if r.EnableWebsocket != nil {
+				rt.websocket = *r.EnableWebsocket
+			} else if svc != nil && svc.EnableWebsocket != nil {
+				rt.websocket = *svc.EnableWebsocket
+			}
+			var vars *expr.Expr
+			if len(r.Vars) > 0 {
+				e, err := expr.Compile(r.Vars)
+				if err != nil {
+					errs = append(errs, BuildError{Key: key, Error: err.Error()})
+					continue
+				}
+				vars = e
+			}
+			addrs := r.RemoteAddrs
+			if r.RemoteAddr != "" {
+				addrs = []string{r.RemoteAddr}
+			}
+			var prefixes []netip.Prefix
+			bad := false
+			for _, a := range addrs {
+				p, err := parsePrefix(a)
+				if err != nil {
+					errs = append(errs, BuildError{Key: key, Error: "remote_addr " + strconv.Quote(a) + ": " + err.Error()})
+					bad = true
+					break
+				}
+				prefixes = append(prefixes, p)
+			}
+			if bad {
+				continue
+			}
+			lower := make([]string, len(hosts))
+			for i, h := range hosts {
+				lower[i] = strings.ToLower(h)
+			}
+			rts = append(rts, router.Route{ID: id, URIs: r.Paths(), Hosts: lower, Methods: r.Methods,
+				RemoteAddrs: prefixes, Vars: vars, Priority: r.Priority, Value: rt})
+		}
+		tbl, err := router.New(routerKind, rts)
+		if err != nil {
+			errs = append(errs, BuildError{Key: "/routes/", Error: err.Error()})
+			tbl, _ = router.New(routerKind, nil)
+		}
+		out.router = tbl
+		out.certs, errs = buildCerts(s, errs)
+		return out, errs
+	}
+}

@@ -1,0 +1,322 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admin"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/crypt"
+	"github.com/sluice-gw/sluice/internal/engine/std"
+	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/resource"
+	"github.com/sluice-gw/sluice/internal/store/bolt"
+	"github.com/sluice-gw/sluice/internal/version"
+)
+
+// Options configure Run.
+type Options struct {
+	Config  *config.Config
+	Logger  *slog.Logger
+	Plugins []*plugin.Def
+	// Stdout receives the one-time print of a generated admin key.
+	Stdout io.Writer
+}
+
+// adminKeyFile is where a generated admin key is kept, inside the data dir.
+const adminKeyFile = "admin_key"
+
+// Run starts the gateway and blocks until ctx is cancelled, then shuts
+// down: listeners stop accepting, in-flight requests finish within the
+// shutdown timeout, and the store is closed cleanly.
+func Run(ctx context.Context, opt Options) error {
+	cfg, log := opt.Config, opt.Logger
+	dataDir := cfg.Sluice.DataDir
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	st, err := bolt.Open(filepath.Join(dataDir, "sluice.db"), bolt.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing store", "err", err)
+		}
+	}()
+
+	reg, unknown := plugin.NewRegistry(opt.Plugins, cfg.Plugins)
+	if len(unknown) > 0 {
+		log.Warn("config.yaml enables plugins Sluice does not have; they are ignored", "plugins", strings.Join(unknown, ", "))
+	}
+	var keyring *crypt.Keyring
+	if cfg.Apisix.DataEncryption.EnableEncryptFields && len(cfg.Apisix.DataEncryption.Keyring) > 0 {
+		keyring, err = crypt.NewKeyring(cfg.Apisix.DataEncryption.Keyring)
+		if err != nil {
+			return fmt.Errorf("apisix.data_encryption.keyring: %w", err)
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP), decrypter(keyring, reg))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); builder.Run(runCtx) }()
+	select {
+	case <-builder.Ready():
+	case <-ctx.Done():
+		cancel()
+		wg.Wait()
+		return nil
+	}
+
+	server := version.Server
+	if !cfg.Apisix.EnableServerTokens {
+		server = "APISIX"
+	}
+	var servers []*http.Server
+	errc := make(chan error, 4)
+	serve := func(name string, addr string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", name, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 75 * time.Second, MaxHeaderBytes: 64 << 10}
+		servers = append(servers, srv)
+		log.Info("listening", "listener", name, "addr", ln.Addr().String())
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+		return nil
+	}
+
+	role := cfg.Deployment.Role
+	if role != "data_plane" && cfg.Apisix.EnableAdmin {
+		keys, err := adminKeys(cfg, dataDir, opt.Stdout)
+		if err != nil {
+			return err
+		}
+		var allow []netip.Prefix
+		for _, a := range cfg.Deployment.Admin.AllowAdmin {
+			p, err := parsePrefix(a)
+			if err != nil {
+				return fmt.Errorf("deployment.admin.allow_admin: %w", err)
+			}
+			allow = append(allow, p)
+		}
+		adm := admin.New(admin.Options{
+			Store: st, Plugins: reg, Checker: resource.NewChecker(reg),
+			Keys: keys, KeyRequired: cfg.Deployment.Admin.AdminKeyRequired,
+			Allow: allow, CORS: cfg.Deployment.Admin.EnableAdminCORS, Server: server,
+			Prefix: "/apisix", Keyring: keyring,
+			StreamMode: strings.Contains(cfg.Apisix.ProxyMode, "stream"),
+			Status:     builder.StatusHandler(), Logger: log,
+		})
+		if err := serve("admin", cfg.Deployment.Admin.AdminListen.Addr(), adm); err != nil {
+			return err
+		}
+	}
+	var engines []*std.Server
+	if role != "control_plane" {
+		dp := &dataPlane{builder: builder, fwd: proxy.NewForwarder(log), server: server,
+			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log}
+		eng := std.New(dp, std.DefaultLimits(), log)
+		engines = append(engines, eng)
+		listen := func(name, addr string, tlsCfg *tls.Config) error {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("%s listener: %w", name, err)
+			}
+			log.Info("listening", "listener", name, "addr", ln.Addr().String())
+			go func() {
+				var err error
+				if tlsCfg != nil {
+					err = eng.ServeTLS(ln, tlsCfg)
+				} else {
+					err = eng.Serve(ln)
+				}
+				if err != nil && !errors.Is(err, http.ErrServerClosed) {
+					errc <- fmt.Errorf("%s: %w", name, err)
+				}
+			}()
+			return nil
+		}
+		for _, l := range cfg.Apisix.NodeListen {
+			if err := listen("http", l.Addr(), nil); err != nil {
+				return err
+			}
+		}
+		if cfg.Apisix.SSL.Enable {
+			tc := tlsConfig(builder, cfg.Apisix.SSL.FallbackSNI, cfg.Apisix.EnableHTTP2)
+			for _, l := range cfg.Apisix.SSL.Listen {
+				if err := listen("https", l.Addr(), tc); err != nil {
+					return err
+				}
+			}
+		}
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.Sluice.ShutdownTimeout)
+	defer scancel()
+	for _, e := range engines {
+		if err := e.Shutdown(sctx); err != nil {
+			log.Warn("data plane shutdown did not finish in time", "err", err)
+		}
+	}
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			log.Warn("shutdown did not finish in time; closing connections", "err", err)
+			_ = s.Close()
+		}
+	}
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// adminKeys resolves the admin keys: SLUICE_ADMIN_KEY replaces the admin-role
+// keys of config.yaml; config keys with a value are used as they are; if no
+// admin-role key has a value, a random key is generated once, stored in the
+// data dir with mode 0600 and printed once.
+func adminKeys(cfg *config.Config, dataDir string, out io.Writer) ([]admin.Key, error) {
+	var keys []admin.Key
+	haveAdmin := false
+	env := os.Getenv("SLUICE_ADMIN_KEY")
+	for _, k := range cfg.Deployment.Admin.AdminKey {
+		role := admin.Role(k.Role)
+		if role == "" {
+			role = admin.RoleAdmin
+		}
+		if role == admin.RoleAdmin && env != "" {
+			continue
+		}
+		if k.Key == "" {
+			continue
+		}
+		keys = append(keys, admin.Key{Name: k.Name, Key: k.Key, Role: role})
+		if role == admin.RoleAdmin {
+			haveAdmin = true
+		}
+	}
+	if env != "" {
+		return append(keys, admin.Key{Name: "env", Key: env, Role: admin.RoleAdmin}), nil
+	}
+	if haveAdmin || !cfg.Deployment.Admin.AdminKeyRequired {
+		return keys, nil
+	}
+	path := filepath.Join(dataDir, adminKeyFile)
+	if b, err := os.ReadFile(path); err == nil {
+		var stored struct{ Key string }
+		if json.Unmarshal(b, &stored) == nil && stored.Key != "" {
+			return append(keys, admin.Key{Name: "generated", Key: stored.Key, Role: admin.RoleAdmin}), nil
+		}
+	}
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, fmt.Errorf("generate admin key: %w", err)
+	}
+	key := hex.EncodeToString(buf)
+	b, _ := json.Marshal(struct{ Key string }{key})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("store generated admin key: %w", err)
+	}
+	if out != nil {
+		fmt.Fprintf(out, "No admin key configured; generated one (kept in %s, shown only now):\n  X-API-KEY: %s\n", path, key)
+	}
+	return append(keys, admin.Key{Name: "generated", Key: key, Role: admin.RoleAdmin}), nil
+}
+
+// decrypter returns the snapshot builder's hook that restores encrypted
+// SSL keys and plugin fields before decoding.
+func decrypter(kr *crypt.Keyring, reg *plugin.Registry) DecryptFunc {
+	if kr == nil {
+		return nil
+	}
+	return func(kind *resource.Kind, raw []byte) []byte {
+		var m map[string]any
+		if json.Unmarshal(raw, &m) != nil {
+			return raw
+		}
+		changed := false
+		dec := func(v string) string {
+			if strings.HasPrefix(v, "$") || strings.HasPrefix(v, "---") {
+				return v
+			}
+			if p, err := kr.Decrypt(v); err == nil {
+				changed = true
+				return p
+			}
+			return v
+		}
+		if kind.Name == "ssls" {
+			if v, ok := m["key"].(string); ok {
+				m["key"] = dec(v)
+			}
+			if ks, ok := m["keys"].([]any); ok {
+				for i, x := range ks {
+					if v, ok := x.(string); ok {
+						ks[i] = dec(v)
+					}
+				}
+			}
+		}
+		plugins, _ := m["plugins"].(map[string]any)
+		for name, conf := range plugins {
+			def, ok := reg.Lookup(name)
+			cm, isMap := conf.(map[string]any)
+			if !ok || !isMap {
+				continue
+			}
+			for _, f := range def.EncryptFields {
+				if v, ok := cm[f].(string); ok {
+					cm[f] = dec(v)
+				}
+			}
+		}
+		if !changed {
+			return raw
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return raw
+		}
+		return b
+	}
+}

@@ -1,0 +1,11 @@
+// Package all lists every built-in plugin. Registration lives here, in one
+// place, so main builds the registry from this list and nothing registers
+// itself through package init.
+package all
+
+import "github.com/sluice-gw/sluice/internal/plugin"
+
+// Defs returns the definitions of all built-in plugins.
+func Defs() []*plugin.Def {
+	return []*plugin.Def{}
+}
