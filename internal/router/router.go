@@ -413,19 +413,28 @@ func compilePattern(p string) ([]token, []string) {
 	return toks, names
 }
 
+// matchBudget caps the backtracking steps one pattern may spend on one path:
+// several '*' captures backtrack polynomially in the path length, and the path
+// is chosen by the client. Patterns with at most one capture never get close.
+const matchBudget = 1 << 14
+
 // matchToks finds the first match of toks at the start of s in the order a
 // backtracking regex engine would (every capture greedy) and returns where it
 // ends. Like APISIX, the caller then requires the match to cover the whole
-// path rather than searching for another alignment.
-func matchToks(toks []token, s string, pos int, caps []span) (int, bool) {
+// path rather than searching for another alignment. A match that exhausts
+// budget fails.
+func matchToks(toks []token, s string, pos int, caps []span, budget *int) (int, bool) {
 	if len(toks) == 0 {
 		return pos, true
+	}
+	if *budget--; *budget < 0 {
+		return 0, false
 	}
 	t := &toks[0]
 	switch t.kind {
 	case tokLit:
 		if strings.HasPrefix(s[pos:], t.lit) {
-			return matchToks(toks[1:], s, pos+len(t.lit), caps)
+			return matchToks(toks[1:], s, pos+len(t.lit), caps, budget)
 		}
 	case tokParam:
 		end := pos
@@ -434,14 +443,14 @@ func matchToks(toks []token, s string, pos int, caps []span) (int, bool) {
 		}
 		for e := end; e > pos; e-- {
 			caps[t.idx] = span{pos, e}
-			if r, ok := matchToks(toks[1:], s, e, caps); ok {
+			if r, ok := matchToks(toks[1:], s, e, caps, budget); ok {
 				return r, true
 			}
 		}
 	case tokStar:
 		for e := len(s); e >= pos; e-- {
 			caps[t.idx] = span{pos, e}
-			if r, ok := matchToks(toks[1:], s, e, caps); ok {
+			if r, ok := matchToks(toks[1:], s, e, caps, budget); ok {
 				return r, true
 			}
 		}
@@ -505,7 +514,8 @@ func (u *uriTable) match(r *Request, p *Params, mbit uint16) *entry {
 					p.spans = make([]span, len(e.names))
 				}
 				p.spans = p.spans[:len(e.names)]
-				end, ok := matchToks(e.toks, r.Path, 0, p.spans)
+				budget := matchBudget
+				end, ok := matchToks(e.toks, r.Path, 0, p.spans, &budget)
 				if !ok || end != len(r.Path) {
 					continue
 				}

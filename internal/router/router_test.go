@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/expr"
 )
@@ -382,5 +383,24 @@ func BenchmarkNew10000(b *testing.B) {
 		if _, err := New(KindHostURI, routes); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestBacktrackingBounded(t *testing.T) {
+	tbl, err := New(KindURI, []Route{{ID: "r", URIs: []string{"/*a/*b/*c/*d/*e/x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/" + strings.Repeat("a/", 4000) + "y"
+	start := time.Now()
+	if tbl.Match(&Request{Path: path, Method: "GET"}, nil) != nil {
+		t.Fatal("unexpected match")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("match took %v", d)
+	}
+	// Ordinary multi-capture paths still match within the budget.
+	if tbl.Match(&Request{Path: "/1/2/3/4/5/x", Method: "GET"}, nil) == nil {
+		t.Fatal("want match")
 	}
 }
