@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// echoUpstream answers with what it received, so tests can see what the
+// gateway forwarded.
+func echoUpstream(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", name)
+		w.Header().Set("Server", "upstream-server")
+		fmt.Fprintf(w, "%s %s host=%s xff=%s xrip=%s xfp=%s", r.Method, r.RequestURI, r.Host,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Real-IP"), r.Header.Get("X-Forwarded-Proto"))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func hostPort(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// waitRoute polls until a request is answered by something other than the
+// 404 of an unknown route (the snapshot has caught up).
+func (g *gw) waitRoute(path string, hdr map[string]string) resp {
+	g.t.Helper()
+	var r resp
+	for i := 0; i < 100; i++ {
+		r = g.proxy("GET", path, hdr)
+		if r.Status != 404 || !strings.Contains(string(r.Body), "404 Route Not Found") {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r
+}
+
+func TestProxyBasics(t *testing.T) {
+	g := startDefault(t, "")
+	up := echoUpstream(t, "a")
+	r := g.admin("PUT", "/apisix/admin/upstreams/1", fmt.Sprintf(`{"nodes":{"%s":1}}`, hostPort(up)))
+	if r.Status != 201 {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	g.admin("PUT", "/apisix/admin/routes/1", `{"uri":"/hello/*","upstream_id":"1"}`)
+
+	r = g.waitRoute("/hello/world?x=1", map[string]string{"Host": "example.com", "X-Forwarded-For": "1.2.3.4"})
+	if r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	body := string(r.Body)
+	for _, want := range []string{"GET /hello/world?x=1", "host=example.com", "xff=1.2.3.4, 127.0.0.1", "xrip=127.0.0.1", "xfp=http"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("upstream saw %q, want %q in it", body, want)
+		}
+	}
+	if s := r.Header.Get("Server"); !strings.HasPrefix(s, "APISIX") {
+		t.Errorf("Server %q", s)
+	}
+
+	t.Run("no route", func(t *testing.T) {
+		r := g.proxy("GET", "/nope", nil)
+		if r.Status != 404 || string(r.Body) != "{\"error_msg\":\"404 Route Not Found\"}\n" {
+			t.Fatalf("%d %q", r.Status, r.Body)
+		}
+	})
+
+	t.Run("upstream down is 502", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		dead := ln.Addr().String()
+		ln.Close()
+		g.admin("PUT", "/apisix/admin/routes/dead", fmt.Sprintf(`{"uri":"/dead","upstream":{"nodes":{"%s":1}}}`, dead))
+		r := g.waitRoute("/dead", nil)
+		if r.Status != 502 || !strings.Contains(string(r.Body), "502 Bad Gateway") {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
+
+	t.Run("service inheritance and hosts", func(t *testing.T) {
+		b := echoUpstream(t, "b")
+		g.admin("PUT", "/apisix/admin/services/s1", fmt.Sprintf(`{"hosts":["svc.example.com"],"upstream":{"nodes":{"%s":1}}}`, hostPort(b)))
+		g.admin("PUT", "/apisix/admin/routes/svc", `{"uri":"/svc","service_id":"s1"}`)
+		r := g.waitRoute("/svc", map[string]string{"Host": "svc.example.com"})
+		if r.Status != 200 || r.Header.Get("X-Upstream") != "b" {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		if r := g.proxy("GET", "/svc", map[string]string{"Host": "other.example.com"}); r.Status != 404 {
+			t.Fatalf("host mismatch must not match: %d", r.Status)
+		}
+	})
+
+	t.Run("route deleted stops matching", func(t *testing.T) {
+		g.admin("DELETE", "/apisix/admin/routes/svc", "")
+		for i := 0; i < 100; i++ {
+			if r := g.proxy("GET", "/svc", map[string]string{"Host": "svc.example.com"}); r.Status == 404 {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatal("deleted route still served")
+	})
+}
+
+func TestProxyRoundRobin(t *testing.T) {
+	g := startDefault(t, "")
+	a, b := echoUpstream(t, "a"), echoUpstream(t, "b")
+	g.admin("PUT", "/apisix/admin/routes/1", fmt.Sprintf(`{"uri":"/rr","upstream":{"type":"roundrobin","nodes":{"%s":1,"%s":1}}}`, hostPort(a), hostPort(b)))
+	g.waitRoute("/rr", nil)
+	seen := map[string]int{}
+	for i := 0; i < 10; i++ {
+		seen[g.proxy("GET", "/rr", nil).Header.Get("X-Upstream")]++
+	}
+	if seen["a"] != 5 || seen["b"] != 5 {
+		t.Fatalf("distribution %v", seen)
+	}
+}
