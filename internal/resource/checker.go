@@ -145,10 +145,10 @@ func (c *Checker) check(k *Kind, obj map[string]any, full bool) error {
 	invalid := func(err error) error { return fail("invalid configuration: %s", err.Error()) }
 	switch k.Name {
 	case "routes":
-		if obj["host"] != nil && obj["hosts"] != nil {
+		if luaTruthy(obj, "host") && luaTruthy(obj, "hosts") {
 			return failMsg("only one of host or hosts is allowed")
 		}
-		if obj["remote_addr"] != nil && obj["remote_addrs"] != nil {
+		if luaTruthy(obj, "remote_addr") && luaTruthy(obj, "remote_addrs") {
 			return failMsg("only one of remote_addr or remote_addrs is allowed")
 		}
 		if err := k.schema.Validate(obj); err != nil {
@@ -393,6 +393,13 @@ func (c *Checker) pluginConfError(def *plugin.Def, raw any, conf map[string]any,
 		return def.Check(body, st)
 	}
 	return nil
+}
+
+// luaTruthy reports whether m[k] is truthy in Lua: present and not false
+// (JSON null decodes to cjson.null, which is truthy).
+func luaTruthy(m map[string]any, k string) bool {
+	v, ok := m[k]
+	return ok && v != false
 }
 
 func disabled(conf map[string]any) bool {

@@ -178,3 +178,26 @@ func FuzzDecodeJSON(f *testing.F) {
 		_ = s.Validate(v)
 	})
 }
+
+func TestValidateRefAndRoots(t *testing.T) {
+	s := MustCompile([]byte(`{"definitions":{"port":{"type":"integer","maximum":65535}},
+		"type":"object","properties":{"p":{"$ref":"#/definitions/port"},"list":{"type":"array","items":{"$ref":"#/definitions/port"}}},
+		"anyOf":[{"required":["p"]},{"required":["list","x"]}]}`))
+	tests := []struct{ body, want string }{
+		{`{"p":70000}`, `property "p" validation failed: expected 70000 to be at most 65535`},
+		{`{"p":1,"list":[1,"a"]}`, `property "list" validation failed: failed to validate item 2: wrong type: expected integer, got string`},
+		{`{}`, `object matches none of the required: ["p"] or ["list","x"]`},
+		{`{"p":1}`, ``},
+	}
+	for _, tt := range tests {
+		v, _ := DecodeJSON([]byte(tt.body), 10)
+		err := s.Validate(v)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("%s: got %q want %q", tt.body, got, tt.want)
+		}
+	}
+}
