@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -42,10 +43,11 @@ type route struct {
 // options. It is reused across snapshots while its config is unchanged, so
 // balancer state and connection pools survive unrelated changes.
 type upstream struct {
-	hash string
-	cfg  *resource.Upstream
-	bal  *balancer.Balancer
-	opts proxy.Options
+	hash    string
+	cfg     *resource.Upstream
+	bal     *balancer.Balancer
+	opts    proxy.Options
+	checker *balancer.Checker // nil without checks
 }
 
 // dataPlane serves traffic from the current snapshot.
@@ -130,11 +132,23 @@ func (d *dataPlane) forward(c *engine.Ctx, rt *route, up *upstream) {
 		return up.target(c, n), true
 	}
 	start := time.Now()
-	status, _ := d.fwd.Forward(c, pick, &opts)
+	status, err := d.fwd.Forward(c, pick, &opts)
 	lat := time.Since(start)
 	for i := 0; i < npicked; i++ {
-		failed := i < npicked-1 || status >= 502 && status <= 504
+		failed := i < npicked-1 || err != nil
 		up.bal.Done(picked[i], lat, failed)
+		if up.checker == nil {
+			continue
+		}
+		// Passive health: attempts before the last failed at the
+		// connection level; the last one failed there only if the proxy
+		// produced the status itself.
+		st := status
+		if i < len(c.UpstreamStatus) {
+			st = c.UpstreamStatus[i]
+		}
+		gatewayMade := i < npicked-1 || err != nil
+		up.checker.Report(picked[i].Addr, st, gatewayMade && st == 502, gatewayMade && st == 504)
 	}
 }
 
@@ -216,7 +230,7 @@ func timeouts(t *resource.Timeout) proxy.Timeouts {
 
 // newUpstream compiles an upstream, reusing prev's runtime when the config
 // is unchanged.
-func newUpstream(u *resource.Upstream, prev map[string]*upstream) (*upstream, error) {
+func newUpstream(u *resource.Upstream, prev map[string]*upstream, hc healthEnv) (*upstream, error) {
 	raw, err := json.Marshal(u)
 	if err != nil {
 		return nil, err
@@ -245,6 +259,11 @@ func newUpstream(u *resource.Upstream, prev map[string]*upstream) (*upstream, er
 		return nil, err
 	}
 	out := &upstream{hash: hash, cfg: u, bal: bal}
+	if u.Checks != nil && u.Checks.Active != nil && hc.enabled {
+		out.checker = balancer.NewChecker(nodes, convertChecks(u.Checks), hc.logger)
+		out.checker.Start(hc.ctx)
+		bal.SetHealth(out.checker)
+	}
 	if u.Timeout != nil {
 		out.opts.Timeouts = timeouts(u.Timeout)
 	}
@@ -261,7 +280,7 @@ func newUpstream(u *resource.Upstream, prev map[string]*upstream) (*upstream, er
 }
 
 // compileFunc returns the snapshot compile hook for the given router kind.
-func compileFunc(routerKind string) CompileFunc {
+func compileFunc(routerKind string, hc healthEnv) CompileFunc {
 	return func(s *Snapshot, prevSnap *Snapshot) (any, []BuildError) {
 		var errs []BuildError
 		prev := map[string]*upstream{}
@@ -281,7 +300,7 @@ func compileFunc(routerKind string) CompileFunc {
 			if !ok {
 				continue
 			}
-			cu, err := newUpstream(u, prev)
+			cu, err := newUpstream(u, prev, hc)
 			if err != nil {
 				errs = append(errs, BuildError{Key: "/upstreams/" + id, Error: err.Error()})
 				continue
@@ -289,7 +308,7 @@ func compileFunc(routerKind string) CompileFunc {
 			out.upstreams[id] = cu
 		}
 		inline := func(u *resource.Upstream, key string) *upstream {
-			cu, err := newUpstream(u, prev)
+			cu, err := newUpstream(u, prev, hc)
 			if err != nil {
 				errs = append(errs, BuildError{Key: key, Error: err.Error()})
 				return nil
@@ -383,6 +402,57 @@ func compileFunc(routerKind string) CompileFunc {
 		}
 		out.router = tbl
 		out.certs, errs = buildCerts(s, errs)
+		// Health checkers of upstreams that are gone or changed stop; the
+		// ones reused above keep their state.
+		for h, u := range prev {
+			if u.checker == nil {
+				continue
+			}
+			if _, kept := out.inline[h]; kept {
+				continue
+			}
+			still := false
+			for _, cu := range out.upstreams {
+				if cu.hash == h {
+					still = true
+					break
+				}
+			}
+			if !still {
+				u.checker.Stop()
+			}
+		}
 		return out, errs
 	}
+}
+
+// healthEnv is what health checkers need from the gateway.
+type healthEnv struct {
+	enabled bool
+	ctx     context.Context
+	logger  *slog.Logger
+}
+
+// convertChecks maps the decoded upstream checks to the balancer's form.
+func convertChecks(h *resource.HealthChecks) balancer.Checks {
+	var out balancer.Checks
+	if a := h.Active; a != nil {
+		verify := a.HTTPSVerifyCertificate
+		out.Active = &balancer.Active{
+			Type: a.Type, Timeout: a.Timeout, Concurrency: a.Concurrency, Host: a.Host, Port: a.Port,
+			HTTPPath: a.HTTPPath, HTTPMethod: a.HTTPMethod, HTTPReqBody: a.HTTPReqBody,
+			HTTPSVerifyCertificate: &verify, ReqHeaders: a.ReqHeaders,
+			Healthy: balancer.ActiveHealthy{Interval: float64(a.Healthy.Interval), HTTPStatuses: a.Healthy.HTTPStatuses, Successes: a.Healthy.Successes},
+			Unhealthy: balancer.ActiveUnhealthy{Interval: float64(a.Unhealthy.Interval), HTTPStatuses: a.Unhealthy.HTTPStatuses,
+				HTTPFailures: a.Unhealthy.HTTPFailures, TCPFailures: a.Unhealthy.TCPFailures, Timeouts: a.Unhealthy.Timeouts},
+		}
+	}
+	if p := h.Passive; p != nil {
+		out.Passive = &balancer.Passive{
+			Type:      p.Type,
+			Healthy:   balancer.PassiveHealthy{HTTPStatuses: p.Healthy.HTTPStatuses, Successes: p.Healthy.Successes},
+			Unhealthy: balancer.PassiveUnhealthy{HTTPStatuses: p.Unhealthy.HTTPStatuses, TCPFailures: p.Unhealthy.TCPFailures, Timeouts: p.Unhealthy.Timeouts, HTTPFailures: p.Unhealthy.HTTPFailures},
+		}
+	}
+	return out
 }

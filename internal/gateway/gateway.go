@@ -75,7 +75,8 @@ func Run(ctx context.Context, opt Options) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP), decrypter(keyring, reg))
+	hc := healthEnv{enabled: !cfg.Apisix.DisableUpstreamHealthcheck, ctx: runCtx, logger: log}
+	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP, hc), decrypter(keyring, reg))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); builder.Run(runCtx) }()
