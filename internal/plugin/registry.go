@@ -5,6 +5,7 @@ package plugin
 import (
 	"encoding/json"
 	"sort"
+	"sync"
 )
 
 // SchemaType selects which of a plugin's schemas applies to a config.
@@ -46,6 +47,55 @@ type Def struct {
 	// Check, when set, runs after the schema accepted conf and returns an
 	// error whose text becomes the "err: ..." part of the Admin API message.
 	Check func(conf map[string]any, st SchemaType) error
+	// New builds the runtime instance of a route-side conf (already
+	// accepted by Schema; _meta removed). It applies the plugin's defaults
+	// and must reject what it cannot run: when Check is nil, the Admin API
+	// calls New to validate, so writes are validated by the code that
+	// builds. The instance implements the phase interfaces it needs
+	// (Rewriter, Accesser, ...). env is nil during validation.
+	New func(conf json.RawMessage, env *BuildEnv) (any, error)
+	// NewConsumer builds the consumer-side conf of an auth plugin: the key
+	// the consumer is found by (KeyField's value) and whatever the plugin
+	// needs to verify a request (password, secret, ...).
+	NewConsumer func(conf json.RawMessage) (key string, data any, err error)
+	// PreferRoute skips the global-rule instance when the route configures
+	// the same plugin (APISIX's run_policy = "prefer_route").
+	PreferRoute bool
+}
+
+// BuildEnv is what Def.New gets besides the conf: where the conf lives and
+// shared services, so stateful plugins can keep state that survives
+// snapshot swaps.
+type BuildEnv struct {
+	// Parent is the key of the object holding the conf ("/routes/1").
+	Parent string
+	// ConfHash identifies the conf's content (hex); with Parent it scopes
+	// counters as APISIX does (parent key + crc32 of the conf).
+	ConfHash string
+	// Shared holds long-lived state (counter stores, clients) keyed by
+	// plugin; it outlives snapshots. May be nil in tests.
+	Shared *Shared
+	// Attr is plugin_attr.<name> from config.yaml.
+	Attr map[string]any
+}
+
+// Shared is long-lived plugin state that survives snapshot swaps, e.g. the
+// counters of limit-count keyed by parent and conf hash.
+type Shared struct {
+	m sync.Map
+}
+
+// LoadOrStore returns the value under key, storing the result of mk if
+// there is none yet.
+func (s *Shared) LoadOrStore(key string, mk func() any) any {
+	if s == nil {
+		return mk()
+	}
+	if v, ok := s.m.Load(key); ok {
+		return v
+	}
+	v, _ := s.m.LoadOrStore(key, mk())
+	return v
 }
 
 // SchemaFor returns the schema document for st, or nil if there is none.
@@ -78,6 +128,9 @@ type Registry struct {
 func NewRegistry(defs []*Def, enabled []string) (r *Registry, unknown []string) {
 	r = &Registry{all: map[string]*Def{}, enabled: map[string]*Def{}}
 	for _, d := range defs {
+		if d.Check == nil && d.New != nil {
+			d = withBuildCheck(d)
+		}
 		r.all[d.Name] = d
 	}
 	if enabled == nil {
@@ -113,3 +166,35 @@ func (r *Registry) Lookup(name string) (*Def, bool) {
 
 // Enabled returns the enabled plugins sorted by priority, highest first.
 func (r *Registry) Enabled() []*Def { return r.sorted }
+
+// withBuildCheck returns a copy of d whose Check runs New (and NewConsumer
+// for consumer-side confs), so validation and building are one code path.
+func withBuildCheck(d *Def) *Def {
+	c := *d
+	c.Check = func(conf map[string]any, st SchemaType) error {
+		raw, err := json.Marshal(conf)
+		if err != nil {
+			return err
+		}
+		switch {
+		case st == SchemaConsumer && d.NewConsumer != nil:
+			_, _, err = d.NewConsumer(raw)
+		case st == SchemaMetadata:
+			return nil
+		default:
+			_, err = d.New(raw, nil)
+		}
+		return err
+	}
+	return &c
+}
+
+// All returns every built-in plugin, enabled or not, sorted by name.
+func (r *Registry) All() []*Def {
+	out := make([]*Def, 0, len(r.all))
+	for _, d := range r.all {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
