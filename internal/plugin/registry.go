@@ -134,8 +134,8 @@ func NewRegistry(defs []*Def, enabled []string) (r *Registry, unknown []string) 
 		r.all[d.Name] = d
 	}
 	if enabled == nil {
-		for _, d := range defs {
-			r.enabled[d.Name] = d
+		for name, d := range r.all {
+			r.enabled[name] = d
 		}
 	} else {
 		for _, n := range enabled {
