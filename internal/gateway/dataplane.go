@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/balancer"
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/expr"
+	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/resource"
 	"github.com/sluice-gw/sluice/internal/router"
@@ -28,6 +29,14 @@ type compiled struct {
 	upstreams map[string]*upstream // by upstream id
 	inline    map[string]*upstream // by config hash, for route/service inline upstreams
 	certs     *certIndex
+	global    *plugin.Chain // merged global rules; nil when none
+	env       *plugin.Env
+	entries   map[string]*plugin.Entry // built plugin instances, reused by the next build
+
+	hc      healthEnv
+	prevUps map[string]*upstream
+	dynMu   sync.Mutex
+	dyn     map[*resource.Upstream]*upstream // upstreams chosen by plugins
 }
 
 // route is a matched route with its service merged in.
@@ -37,6 +46,8 @@ type route struct {
 	upstreamID    string
 	timeout       *resource.Timeout
 	websocket     bool
+	chain         *plugin.Chain // service + plugin_config + route plugins; nil when none
+	broken        int           // non-zero: answer this status (missing plugin_config)
 }
 
 // upstream is one upstream's runtime: its config, balancer and proxy
@@ -58,11 +69,14 @@ type dataPlane struct {
 	showStatus bool
 	logger     *slog.Logger
 	paramsPool sync.Pool
+	reqPool    sync.Pool
 }
 
 var notFoundBody = []byte("{\"error_msg\":\"404 Route Not Found\"}\n")
 
-// Serve handles one request on either engine.
+// Serve handles one request on either engine: route match, plugin
+// phases (global rules first in each phase), upstream selection, proxying,
+// response filters and logging.
 func (d *dataPlane) Serve(c *engine.Ctx) {
 	snap := d.builder.Current()
 	data, _ := snap.Data.(*compiled)
@@ -74,23 +88,111 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 	if p == nil {
 		p = new(router.Params)
 	}
-	defer d.paramsPool.Put(p)
 	req := router.Request{Path: c.Path, Host: c.Host, RawHost: c.RawHost, Method: c.Method, RemoteAddr: c.RemoteAddr.Addr().Unmap(), Vars: c}
 	m := data.router.Match(&req, p)
-	if m == nil {
+	if m != nil {
+		for i := 0; i < p.Len(); i++ {
+			k, v := p.At(i)
+			c.ParamKeys = append(c.ParamKeys, k)
+			c.ParamValues = append(c.ParamValues, v)
+		}
+	}
+	d.paramsPool.Put(p)
+	var rt *route
+	if m != nil {
+		rt = m.Value.(*route)
+		c.RouteID, c.ServiceID = rt.id, rt.serviceID
+	}
+	if data.global.Empty() && (rt == nil || rt.chain.Empty()) {
+		// No plugin anywhere: the runtime costs nothing.
+		if rt == nil {
+			c.Reply(404, "application/json", notFoundBody)
+			return
+		}
+		d.proxyRoute(c, nil, data, rt, nil)
+		return
+	}
+	r, _ := d.reqPool.Get().(*plugin.Request)
+	if r == nil {
+		r = new(plugin.Request)
+	}
+	defer func() { r.Reset(); d.reqPool.Put(r) }()
+	r.Ctx, r.Env = c, data.env
+	var chain *plugin.Chain
+	if rt != nil {
+		chain = rt.chain
+	}
+	var fw *filterWriter
+	if data.global.HasResponseFilters() || chain.HasResponseFilters() || data.env.Consumers != nil {
+		fw = &filterWriter{w: c.W, r: r, global: data.global, route: chain}
+		c.W = fw
+		defer func() { c.W = fw.w }()
+	}
+	d.phases(r, data, rt, chain, fw)
+	if fw != nil {
+		fw.finish()
+	}
+	data.global.Log(r)
+	if rt != nil {
+		if r.Consumer != nil {
+			chain = chain.WithConsumer(r.Consumer)
+		}
+		chain.Log(r)
+	}
+}
+
+// phases runs rewrite and access, then proxies.
+func (d *dataPlane) phases(r *plugin.Request, data *compiled, rt *route, chain *plugin.Chain, fw *filterWriter) {
+	c := r.Ctx
+	if rt == nil {
+		// No route: global rules' rewrite and access still run.
+		if data.global.Rewrite(r) || data.global.Access(r) {
+			return
+		}
 		c.Reply(404, "application/json", notFoundBody)
 		return
 	}
-	for i := 0; i < p.Len(); i++ {
-		k, v := p.At(i)
-		c.ParamKeys = append(c.ParamKeys, k)
-		c.ParamValues = append(c.ParamValues, v)
+	if rt.broken != 0 {
+		c.ReplyError(rt.broken)
+		return
 	}
-	rt := m.Value.(*route)
-	c.RouteID, c.ServiceID = rt.id, rt.serviceID
+	if data.global.Rewrite(r) || chain.Rewrite(r) {
+		return
+	}
+	if r.Consumer != nil && len(r.Consumer.Plugins) > 0 {
+		chain = chain.WithConsumer(r.Consumer)
+		if fw != nil {
+			fw.route = chain
+		}
+		if chain.RewriteConsumerOnly(r) {
+			return
+		}
+	}
+	if data.global.Access(r) || chain.Access(r) {
+		return
+	}
+	d.proxyRoute(c, r, data, rt, chain)
+}
+
+// proxyRoute resolves the upstream (a plugin's choice first) and forwards.
+func (d *dataPlane) proxyRoute(c *engine.Ctx, r *plugin.Request, data *compiled, rt *route, chain *plugin.Chain) {
 	up := rt.upstream
-	if up == nil && rt.upstreamID != "" {
-		up = data.upstreams[rt.upstreamID]
+	upID := rt.upstreamID
+	if r != nil && r.Upstream != nil {
+		switch v := r.Upstream.(type) {
+		case string:
+			up, upID = nil, v
+		case *resource.Upstream:
+			cu, err := data.upstreamFor(v)
+			if err != nil {
+				c.ReplyError(502)
+				return
+			}
+			up = cu
+		}
+	}
+	if up == nil && upID != "" {
+		up = data.upstreams[upID]
 		if up == nil {
 			c.ReplyError(502)
 			return
@@ -101,11 +203,11 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 		c.ReplyError(503)
 		return
 	}
-	d.forward(c, rt, up)
+	d.forward(c, r, data, rt, up, chain)
 }
 
 // forward picks nodes with the upstream's balancer and proxies.
-func (d *dataPlane) forward(c *engine.Ctx, rt *route, up *upstream) {
+func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt *route, up *upstream, chain *plugin.Chain) {
 	opts := up.opts
 	if rt.timeout != nil {
 		opts.Timeouts = timeouts(rt.timeout)
@@ -129,10 +231,22 @@ func (d *dataPlane) forward(c *engine.Ctx, rt *route, up *upstream) {
 			picked[npicked] = n
 			npicked++
 		}
-		return up.target(c, n), true
+		t := up.target(c, n)
+		if r != nil {
+			if r.UpstreamHost != "" {
+				t.Host = r.UpstreamHost
+			}
+			if data.global.BeforeProxy(r) || chain.BeforeProxy(r) {
+				return proxy.Target{}, false
+			}
+		}
+		return t, true
 	}
 	start := time.Now()
 	status, err := d.fwd.Forward(c, pick, &opts)
+	if r != nil && r.Exited() {
+		return
+	}
 	lat := time.Since(start)
 	for i := 0; i < npicked; i++ {
 		failed := i < npicked-1 || err != nil
@@ -280,12 +394,14 @@ func newUpstream(u *resource.Upstream, prev map[string]*upstream, hc healthEnv) 
 }
 
 // compileFunc returns the snapshot compile hook for the given router kind.
-func compileFunc(routerKind string, hc healthEnv) CompileFunc {
+func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *plugin.Shared, attrs map[string]map[string]any) CompileFunc {
 	return func(s *Snapshot, prevSnap *Snapshot) (any, []BuildError) {
 		var errs []BuildError
 		prev := map[string]*upstream{}
+		pb := &pluginBuild{reg: reg, shared: shared, attrs: attrs, prev: map[string]*plugin.Entry{}, next: map[string]*plugin.Entry{}}
 		if prevSnap != nil {
 			if pc, ok := prevSnap.Data.(*compiled); ok {
+				pb.prev = pc.entries
 				for _, u := range pc.upstreams {
 					prev[u.hash] = u
 				}
@@ -294,7 +410,14 @@ func compileFunc(routerKind string, hc healthEnv) CompileFunc {
 				}
 			}
 		}
-		out := &compiled{upstreams: map[string]*upstream{}, inline: map[string]*upstream{}}
+		out := &compiled{upstreams: map[string]*upstream{}, inline: map[string]*upstream{}, hc: hc, prevUps: prev}
+		out.env = &plugin.Env{Consumers: pb.consumers(s), Metadata: map[string]json.RawMessage{}}
+		for name, v := range s.Objects["plugin_metadata"] {
+			if md, ok := v.(*resource.PluginMetadata); ok {
+				out.env.Metadata[name] = md.Conf
+			}
+		}
+		out.global = pb.globalChain(s)
 		for id, v := range s.Objects["upstreams"] {
 			u, ok := v.(*resource.Upstream)
 			if !ok {
@@ -356,6 +479,26 @@ func compileFunc(routerKind string, hc healthEnv) CompileFunc {
 			case svc != nil && svc.Upstream != nil:
 				rt.upstream = inline(svc.Upstream, "/services/"+svc.ID)
 			}
+			confs := map[string]confRef{}
+			if svc != nil {
+				withParent(confs, svc.Plugins, "/services/"+svc.ID)
+			}
+			if r.PluginConfigID != "" {
+				pcfg, ok := s.Objects["plugin_configs"][r.PluginConfigID].(*resource.PluginConfig)
+				if !ok {
+					rt.broken = 503
+				} else {
+					for n, raw := range pcfg.Plugins {
+						if _, onRoute := r.Plugins[n]; !onRoute {
+							confs[n] = confRef{raw: raw, parent: "/plugin_configs/" + pcfg.ID}
+						}
+					}
+				}
+			}
+			withParent(confs, r.Plugins, key)
+			if es := pb.entries(confs, false); len(es) > 0 {
+				rt.chain = plugin.NewChain(es)
+			}
 			if r.EnableWebsocket != nil {
 				rt.websocket = *r.EnableWebsocket
 			} else if svc != nil && svc.EnableWebsocket != nil {
@@ -402,6 +545,8 @@ func compileFunc(routerKind string, hc healthEnv) CompileFunc {
 		}
 		out.router = tbl
 		out.certs, errs = buildCerts(s, errs)
+		out.entries = pb.next
+		errs = append(errs, pb.errs...)
 		// Health checkers of upstreams that are gone or changed stop; the
 		// ones reused above keep their state.
 		for h, u := range prev {
@@ -455,4 +600,23 @@ func convertChecks(h *resource.HealthChecks) balancer.Checks {
 		}
 	}
 	return out
+}
+
+// upstreamFor compiles an upstream object a plugin chose at request time
+// (traffic-split), reusing the snapshot's runtime for identical configs.
+func (d *compiled) upstreamFor(u *resource.Upstream) (*upstream, error) {
+	d.dynMu.Lock()
+	defer d.dynMu.Unlock()
+	if d.dyn == nil {
+		d.dyn = map[*resource.Upstream]*upstream{}
+	}
+	if cu := d.dyn[u]; cu != nil {
+		return cu, nil
+	}
+	cu, err := newUpstream(u, d.prevUps, d.hc)
+	if err != nil {
+		return nil, err
+	}
+	d.dyn[u] = cu
+	return cu, nil
 }

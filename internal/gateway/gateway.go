@@ -76,7 +76,7 @@ func Run(ctx context.Context, opt Options) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hc := healthEnv{enabled: !cfg.Apisix.DisableUpstreamHealthcheck, ctx: runCtx, logger: log}
-	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP, hc), decrypter(keyring, reg))
+	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP, hc, reg, &plugin.Shared{}, cfg.PluginAttr), decrypter(keyring, reg))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); builder.Run(runCtx) }()
