@@ -273,6 +273,9 @@ func (b *Builder) StatusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := b.Current()
 		out := map[string]any{"ready": s != nil}
+		if rev, err := b.store.Revision(r.Context()); err == nil {
+			out["store_revision"] = rev
+		}
 		if s != nil {
 			counts := map[string]int{}
 			for k, m := range s.Objects {
