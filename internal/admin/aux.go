@@ -74,40 +74,53 @@ func (s *Server) plugins(w http.ResponseWriter, r *http.Request, segs []string) 
 		writeJSON(w, http.StatusOK, names)
 		return
 	}
-	if len(segs) == 0 {
+	s.pluginSchema(w, r, segs)
+}
+
+// pluginSchema is admin/plugins.lua's get(name), reached through
+// /plugins/{name} and /schema/plugins/{name}: the subsystem is checked
+// first, ?all=true lists every plugin, and a missing or unknown name is
+// 404 "plugin not found in subsystem ...".
+func (s *Server) pluginSchema(w http.ResponseWriter, r *http.Request, segs []string) {
+	q := r.URL.Query()
+	sub := q.Get("subsystem")
+	if sub == "" {
+		sub = "http"
+	}
+	if sub != "http" && sub != "stream" {
+		writeErr(w, http.StatusBadRequest, "unsupported subsystem: "+sub)
+		return
+	}
+	if q.Get("all") == "true" {
 		all := map[string]any{}
-		for _, d := range s.opt.Plugins.Enabled() {
-			e := map[string]any{"priority": d.Priority, "schema": pluginSchema(d, plugin.SchemaRoute), "version": 0.1}
-			if d.Auth {
-				e["type"] = "auth"
-				e["consumer_schema"] = pluginSchema(d, plugin.SchemaConsumer)
+		if sub == "http" {
+			for _, d := range s.opt.Plugins.Enabled() {
+				e := map[string]any{"priority": d.Priority, "schema": pluginSchema(d, plugin.SchemaRoute), "version": 0.1}
+				if d.Auth {
+					e["type"] = "auth"
+					e["consumer_schema"] = pluginSchema(d, plugin.SchemaConsumer)
+				}
+				if d.MetadataSchema != nil {
+					e["metadata_schema"] = pluginSchema(d, plugin.SchemaMetadata)
+				}
+				all[d.Name] = e
 			}
-			if d.MetadataSchema != nil {
-				e["metadata_schema"] = pluginSchema(d, plugin.SchemaMetadata)
-			}
-			all[d.Name] = e
 		}
 		writeJSON(w, http.StatusOK, all)
 		return
 	}
-	if sub != "" && sub != "http" && sub != "stream" {
-		writeErr(w, http.StatusBadRequest, "unsupported subsystem: "+sub)
-		return
+	var d *plugin.Def
+	ok := false
+	if len(segs) >= 1 && sub == "http" {
+		d, ok = s.opt.Plugins.Lookup(segs[0])
 	}
-	if sub == "" {
-		sub = "http"
-	}
-	d, ok := s.opt.Plugins.Lookup(segs[0])
-	if !ok || sub != "http" || len(segs) != 1 {
+	if !ok {
 		writeErr(w, http.StatusNotFound, "plugin not found in subsystem "+sub)
 		return
 	}
 	st := plugin.SchemaRoute
-	switch r.URL.Query().Get("schema_type") {
-	case "consumer":
+	if q.Get("schema_type") == "consumer" {
 		st = plugin.SchemaConsumer
-	case "metadata":
-		st = plugin.SchemaMetadata
 	}
 	writeJSON(w, http.StatusOK, pluginSchema(d, st))
 }
@@ -144,20 +157,13 @@ func (s *Server) schema(w http.ResponseWriter, r *http.Request, segs []string) {
 		writeErr(w, http.StatusNotFound, "not found")
 		return
 	}
-	if len(segs) == 2 && segs[0] == "plugins" {
-		d, ok := s.opt.Plugins.Lookup(segs[1])
-		if !ok {
-			writeErr(w, http.StatusBadRequest, "not found schema: "+segs[1])
-			return
-		}
-		writeJSON(w, http.StatusOK, pluginSchema(d, plugin.SchemaRoute))
+	if len(segs) >= 1 && segs[0] == "plugins" {
+		// init.lua rewrites /schema/plugins/{name} (and /schema/plugins)
+		// to the plugins resource.
+		s.pluginSchema(w, r, segs[1:])
 		return
 	}
 	if len(segs) == 1 {
-		if segs[0] == "plugins" {
-			writeJSON(w, http.StatusOK, map[string]any{"type": "object"})
-			return
-		}
 		if k, ok := resource.BySchemaName(segs[0]); ok {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusOK)

@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/resource"
+	"github.com/sluice-gw/sluice/internal/schema"
 )
 
 // target is a parsed /apisix/admin/{res}/{id}/{sub_path} request.
@@ -22,6 +24,9 @@ func (t *target) dir() string {
 	case "credentials":
 		return "/consumers/" + t.parent + "/credentials/"
 	case "secrets":
+		if t.parent == "" {
+			return "/secrets/"
+		}
 		return "/secrets/" + t.parent + "/"
 	}
 	return "/" + t.kind.Name + "/"
@@ -75,23 +80,27 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rest string) {
 			t.subPath = strings.Join(segs[4:], "/")
 		}
 	case segs[0] == "secrets":
+		// APISIX validates the manager only inside check_conf (PUT and
+		// the re-check of PATCH); GET, DELETE and PATCH of an unknown
+		// manager just miss the key, and /secrets (or /secrets/{manager}
+		// without id) lists every secret of every manager.
 		t.kind, ok = resource.ByName("secrets")
-		if len(segs) < 2 {
-			writeErr(w, http.StatusBadRequest, "missing secret manager")
-			return
+		if len(segs) > 1 {
+			t.parent = segs[1]
+			if !safeID(t.parent) {
+				if r.Method == http.MethodPut {
+					writeErr(w, http.StatusBadRequest, "invalid secret manager: "+t.parent)
+				} else {
+					writeNotFound(w)
+				}
+				return
+			}
 		}
-		t.parent = segs[1]
 		if len(segs) > 2 {
 			t.id = segs[2]
 		}
 		if len(segs) > 3 {
 			t.subPath = strings.Join(segs[3:], "/")
-		}
-		switch t.parent {
-		case "vault", "aws", "gcp":
-		default:
-			writeErr(w, http.StatusBadRequest, "invalid secret manager: "+t.parent)
-			return
 		}
 	case segs[0] == "credentials":
 		ok = false
@@ -112,6 +121,13 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rest string) {
 		writeErr(w, http.StatusBadRequest, "stream mode is disabled, can not add stream routes")
 		return
 	}
+	// As in APISIX's admin init.lua run(): the body is read and decoded
+	// and ?ttl checked for every method before the resource handler runs,
+	// and those early failures carry no X-API-VERSION header.
+	in, ok := readInput(w, r)
+	if !ok {
+		return
+	}
 	w.Header().Set("X-API-VERSION", "v3")
 	switch r.Method {
 	case http.MethodGet:
@@ -121,20 +137,52 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rest string) {
 			s.get(w, t)
 		}
 	case http.MethodPut:
-		s.put(w, r, t)
+		s.put(w, r, t, in)
 	case http.MethodPost:
 		if t.kind.NoPost {
 			writeErr(w, http.StatusMethodNotAllowed, "not supported `POST` method for "+t.kind.Singular)
 			return
 		}
-		s.post(w, r, t)
+		s.post(w, r, t, in)
 	case http.MethodPatch:
 		if t.kind.NoPatch {
 			writeErr(w, http.StatusMethodNotAllowed, "not supported `PATCH` method for "+t.kind.Singular)
 			return
 		}
-		s.patch(w, r, t)
+		s.patch(w, r, t, in)
 	case http.MethodDelete:
 		s.delete(w, r, t)
 	}
+}
+
+// input is a request's decoded body and ttl.
+type input struct {
+	body    any  // decoded JSON body; nil when absent
+	present bool // a non-empty body was sent
+	ttl     time.Duration
+}
+
+// readInput reads and decodes the body and parses ?ttl, in APISIX's
+// order. ok is false when an error response was written.
+func readInput(w http.ResponseWriter, r *http.Request) (input, bool) {
+	var in input
+	body, ok := readBody(w, r)
+	if !ok {
+		return in, false
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		v, err := schema.DecodeJSON(body, maxJSONDepth)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{
+				"error_msg": "invalid request body: " + err.Error(),
+				"req_body":  string(body),
+			})
+			return in, false
+		}
+		in.body, in.present = v, v != nil
+	}
+	if in.ttl, ok = parseTTL(w, r); !ok {
+		return in, false
+	}
+	return in, true
 }

@@ -62,15 +62,21 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t *target) {
 		exact, _ = url.ParseQuery(f)
 	}
 
-	kvs, _, err := s.opt.Store.List(r.Context(), t.dir())
+	dir := t.dir()
+	depth := 0 // slashes allowed in a key below dir
+	if t.kind.Name == "secrets" {
+		// APISIX lists /secrets/ whatever the manager segment says:
+		// GET /secrets and GET /secrets/vault both return every secret.
+		dir, depth = "/secrets/", 1
+	}
+	kvs, _, err := s.opt.Store.List(r.Context(), dir)
 	if err != nil {
 		writeStoreErr(w, err)
 		return
 	}
 	items := make([]item, 0, len(kvs))
-	dir := t.dir()
 	for _, kv := range kvs {
-		if strings.Contains(kv.Key[len(dir):], "/") {
+		if strings.Count(kv.Key[len(dir):], "/") != depth {
 			continue // credentials under a consumer, or a directory marker
 		}
 		if nameRe != nil || uriRe != nil || hasLabel || exact != nil {

@@ -170,12 +170,33 @@ func (s *Server) prepare(w http.ResponseWriter, t *target, v any, needID, allowT
 		if isObj {
 			uname := idString(obj["username"])
 			if id != "" && uname != id {
+				// consumers.lua checks the schema before the username.
+				if !allowTime {
+					if msg := forbiddenTimes(obj); msg != "" {
+						writeErr(w, http.StatusBadRequest, msg)
+						return nil, false
+					}
+				}
+				if s.opt.Checker.SchemaCheck(k, obj) != nil {
+					if err := s.opt.Checker.Check(k, obj); err != nil {
+						writeErr(w, http.StatusBadRequest, err.Error())
+						return nil, false
+					}
+				}
 				writeErr(w, http.StatusBadRequest, "wrong username")
 				return nil, false
 			}
 			id = uname
 		}
 	case "plugin_metadata":
+		// check_conf: the timestamp prohibition comes before the plugin
+		// name checks.
+		if isObj && !allowTime {
+			if msg := forbiddenTimes(obj); msg != "" {
+				writeErr(w, http.StatusBadRequest, msg)
+				return nil, false
+			}
+		}
 		if id == "" {
 			writeErr(w, http.StatusBadRequest, "missing plugin name")
 			return nil, false
@@ -207,15 +228,18 @@ func (s *Server) prepare(w http.ResponseWriter, t *target, v any, needID, allowT
 			return nil, false
 		}
 		if isObj && needID {
-			if bid, ok := obj["id"]; ok && idString(bid) != id {
+			// Secrets compare (and store) "{manager}/{id}", as
+			// resource.lua's check_conf prefixes the id first.
+			want := id
+			if k.Name == "secrets" && t.id != "" {
+				want = t.parent + "/" + t.id
+			}
+			if bid, ok := obj["id"]; ok && idString(bid) != want {
 				writeErr(w, http.StatusBadRequest, "wrong "+k.Singular+" id")
 				return nil, false
 			}
 			if t.id != "" {
-				obj["id"] = t.id
-				if k.Name == "secrets" {
-					obj["id"] = t.parent + "/" + t.id
-				}
+				obj["id"] = want
 			}
 		}
 	}
@@ -268,23 +292,19 @@ func safeID(id string) bool {
 	return id != "." && id != ".."
 }
 
-func (s *Server) put(w http.ResponseWriter, r *http.Request, t *target) {
-	ttl, ok := parseTTL(w, r)
+func (s *Server) put(w http.ResponseWriter, r *http.Request, t *target, in input) {
+	if !in.present {
+		writeErr(w, http.StatusBadRequest, "missing configurations")
+		return
+	}
+	p, ok := s.prepare(w, t, in.body, true, false)
 	if !ok {
 		return
 	}
-	if t.kind.Name == "credentials" {
-		if !s.consumerExists(t.parent) {
-			writeErr(w, http.StatusNotFound, "consumer not found")
-			return
-		}
-	}
-	v, ok := decodeBody(w, r, "missing configurations")
-	if !ok {
-		return
-	}
-	p, ok := s.prepare(w, t, v, true, false)
-	if !ok {
+	// APISIX checks the owning consumer only after the credential itself
+	// passed check_conf.
+	if t.kind.Name == "credentials" && !s.consumerExists(t.parent) {
+		writeErr(w, http.StatusNotFound, "consumer not found")
 		return
 	}
 	ctx := r.Context()
@@ -313,7 +333,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, t *target) {
 		}
 		p.obj["update_time"] = now
 	}
-	s.store(w, r, t, p, prev, ttl, true)
+	s.store(w, r, t, p, prev, in.ttl, true)
 }
 
 // store encrypts secrets, writes the object with a compare-and-swap on the
@@ -340,16 +360,12 @@ func (s *Server) store(w http.ResponseWriter, r *http.Request, t *target, p *pre
 	writeJSON(w, status, writeResult{Key: s.fullKey(kv.Key), Value: kv.Value})
 }
 
-func (s *Server) post(w http.ResponseWriter, r *http.Request, t *target) {
-	ttl, ok := parseTTL(w, r)
-	if !ok {
+func (s *Server) post(w http.ResponseWriter, r *http.Request, t *target, in input) {
+	if !in.present {
+		writeErr(w, http.StatusBadRequest, "missing configurations")
 		return
 	}
-	v, ok := decodeBody(w, r, "missing configurations")
-	if !ok {
-		return
-	}
-	p, ok := s.prepare(w, t, v, false, false)
+	p, ok := s.prepare(w, t, in.body, false, false)
 	if !ok {
 		return
 	}
@@ -364,31 +380,23 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request, t *target) {
 	now := time.Now().Unix()
 	p.obj["create_time"] = now
 	p.obj["update_time"] = now
-	s.store(w, r, t, p, 0, ttl, true)
+	s.store(w, r, t, p, 0, in.ttl, true)
 }
 
-func (s *Server) patch(w http.ResponseWriter, r *http.Request, t *target) {
-	ttl, ok := parseTTL(w, r)
-	if !ok {
-		return
-	}
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, t *target, in input) {
 	if t.id == "" {
+		if t.kind.Name == "secrets" {
+			writeErr(w, http.StatusBadRequest, "no secret id")
+			return
+		}
 		writeErr(w, http.StatusBadRequest, "missing "+t.kind.Singular+" id")
 		return
 	}
-	body, ok := readBody(w, r)
-	if !ok {
-		return
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if !in.present {
 		writeErr(w, http.StatusBadRequest, "missing new configuration")
 		return
 	}
-	v, err := schema.DecodeJSON(body, maxJSONDepth)
-	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error_msg": "invalid request body: " + err.Error(), "req_body": string(body)})
-		return
-	}
+	v := in.body
 	patchObj, isObj := v.(map[string]any)
 	if t.subPath == "" && !isObj {
 		writeErr(w, http.StatusBadRequest, "invalid configuration")
@@ -437,7 +445,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, t *target) {
 	if !ok {
 		return
 	}
-	s.store(w, r, t, p, old.ModRev, ttl, false)
+	s.store(w, r, t, p, old.ModRev, in.ttl, false)
 }
 
 // mergePatch deep-merges patch into dst: objects merge recursively, arrays
@@ -493,10 +501,8 @@ func patchSubPath(obj map[string]any, sub string, v any) string {
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, t *target) {
 	if t.id == "" {
-		if t.kind.Name == "plugin_metadata" {
-			writeErr(w, http.StatusBadRequest, "missing plugin name")
-			return
-		}
+		// resource.lua's delete: "missing <kind> id" for every kind,
+		// plugin_metadata included.
 		writeErr(w, http.StatusBadRequest, "missing "+t.kind.Singular+" id")
 		return
 	}
@@ -506,15 +512,17 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, t *target) {
 	}
 	key := t.dir() + t.id
 	ctx := r.Context()
-	if _, err := s.opt.Store.Get(ctx, key); err != nil {
-		writeStoreErr(w, err)
-		return
-	}
+	// APISIX runs the delete checker before it touches the key, so a
+	// reference to an already missing object still answers 400.
 	if r.URL.Query().Get("force") != "true" {
 		if msg := s.deleteCheck(ctx, t); msg != "" {
 			writeErr(w, http.StatusBadRequest, msg)
 			return
 		}
+	}
+	if _, err := s.opt.Store.Get(ctx, key); err != nil {
+		writeStoreErr(w, err)
+		return
 	}
 	if _, err := s.opt.Store.Delete(ctx, key); err != nil {
 		writeStoreErr(w, err)
