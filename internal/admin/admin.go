@@ -93,6 +93,11 @@ func New(opt Options) *Server {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opt: opt}
+	if opt.Checker != nil && opt.Checker.RefCheck == nil {
+		// The checker is built for this server; references are checked
+		// against this server's store at APISIX's point in the checks.
+		opt.Checker.RefCheck = s.refCheck
+	}
 	for _, k := range opt.Keys {
 		s.keyHashes = append(s.keyHashes, keyHash{sum: sha256.Sum256([]byte(k.Key)), role: k.Role})
 	}

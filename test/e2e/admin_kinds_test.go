@@ -708,6 +708,8 @@ func TestAdminKindsReferences(t *testing.T) {
 		{"service to missing upstream", "PUT", "/apisix/admin/services/s1", `{"upstream_id":"u1"}`, 400, "failed to fetch upstream info by upstream id [u1], response code: 404"},
 		{"route to missing plugin config", "PUT", "/apisix/admin/routes/1", `{"uri":"/a","plugin_config_id":"pc1","upstream":` + upstreamBody + `}`, 400, "failed to fetch plugin config info by plugin config id [pc1], response code: 404"},
 		{"consumer to missing group", "PUT", "/apisix/admin/consumers/jack", `{"username":"jack","group_id":"g1"}`, 400, "failed to fetch consumer group info by consumer group id [g1], response code: 404"},
+		{"reference before plugins", "PUT", "/apisix/admin/routes/1", `{"uri":"/a","upstream_id":"u1","plugins":{"no-such-plugin":{}}}`, 400, "failed to fetch upstream info by upstream id [u1], response code: 404"},
+		{"schema before reference", "PUT", "/apisix/admin/routes/1", `{"uri":"/a","upstream_id":"u1","foo":1}`, 400, "invalid configuration: additional properties forbidden, found foo"},
 		{"upstream to missing client cert", "PUT", "/apisix/admin/upstreams/u9", `{"nodes":{"127.0.0.1:1980":1},"tls":{"client_cert_id":"c9"}}`, 400, "failed to fetch ssl info by ssl id [c9], response code: 404"},
 		{"create upstream", "PUT", "/apisix/admin/upstreams/u1", upstreamBody, 201, ""},
 		{"create service", "PUT", "/apisix/admin/services/s1", `{"upstream_id":"u1"}`, 201, ""},
