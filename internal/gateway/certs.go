@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"regexp"
 	"strings"
+
+	"github.com/sluice-gw/sluice/internal/engine"
 
 	"github.com/sluice-gw/sluice/internal/resource"
 )
@@ -12,13 +16,25 @@ import (
 // (reference/apisix-core.md §5): exact names first, then "*.domain"
 // wildcards matching exactly one extra label, then "*".
 type certIndex struct {
-	exact map[string]*tls.Certificate
-	wild  map[string]*tls.Certificate // key: the part after "*."
-	any   *tls.Certificate
+	exact map[string]*sslEntry
+	wild  map[string]*sslEntry // key: the part after "*."
+	any   *sslEntry
+}
+
+// sslEntry is one server SSL object ready for handshakes.
+type sslEntry struct {
+	certs []tls.Certificate
+	// clientCAs is set when the SSL object asks for client certificates
+	// (ssl.client.ca).
+	clientCAs *x509.CertPool
+	// skipMTLS lists URI regexes that may be served without a verified
+	// client certificate (ssl.client.skip_mtls_uri_regex).
+	skipMTLS []*regexp.Regexp
+	versions [2]uint16 // min, max from ssl_protocols; zero = defaults
 }
 
 func buildCerts(s *Snapshot, errs []BuildError) (*certIndex, []BuildError) {
-	idx := &certIndex{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
+	idx := &certIndex{exact: map[string]*sslEntry{}, wild: map[string]*sslEntry{}}
 	for id, v := range s.Objects["ssls"] {
 		ssl, ok := v.(*resource.SSL)
 		if !ok || ssl.Status == 0 || (ssl.Type != "" && ssl.Type != "server") {
@@ -29,9 +45,29 @@ func buildCerts(s *Snapshot, errs []BuildError) (*certIndex, []BuildError) {
 			errs = append(errs, BuildError{Key: "/ssls/" + id, Error: err.Error()})
 			continue
 		}
-		// Several pairs (RSA + ECDSA) for one SNI: the first is used here;
-		// crypto/tls picks per connection from what GetCertificate returns.
-		cert := &certs[0]
+		cert := &sslEntry{certs: certs}
+		if cl := ssl.Client; cl != nil && cl.CA != "" {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM([]byte(cl.CA)) {
+				errs = append(errs, BuildError{Key: "/ssls/" + id, Error: "client.ca: no certificate could be parsed"})
+				continue
+			}
+			cert.clientCAs = pool
+			bad := false
+			for _, re := range cl.SkipMTLSURIRegex {
+				rx, err := regexp.Compile(re)
+				if err != nil {
+					errs = append(errs, BuildError{Key: "/ssls/" + id, Error: "client.skip_mtls_uri_regex: " + err.Error()})
+					bad = true
+					break
+				}
+				cert.skipMTLS = append(cert.skipMTLS, rx)
+			}
+			if bad {
+				continue
+			}
+		}
+		cert.versions = protocolRange(ssl.SSLProtocols)
 		for _, sni := range ssl.SNIs {
 			sni = strings.ToLower(strings.TrimSuffix(sni, "."))
 			switch {
@@ -49,8 +85,33 @@ func buildCerts(s *Snapshot, errs []BuildError) (*certIndex, []BuildError) {
 
 var errNoCert = errors.New("no certificate for this server name")
 
-// lookup returns the certificate for sni, or nil.
-func (c *certIndex) lookup(sni string) *tls.Certificate {
+// protocolRange maps ssl_protocols to a min/max TLS version.
+func protocolRange(ps []string) [2]uint16 {
+	var r [2]uint16
+	for _, p := range ps {
+		var v uint16
+		switch p {
+		case "TLSv1.1":
+			v = tls.VersionTLS11
+		case "TLSv1.2":
+			v = tls.VersionTLS12
+		case "TLSv1.3":
+			v = tls.VersionTLS13
+		default:
+			continue
+		}
+		if r[0] == 0 || v < r[0] {
+			r[0] = v
+		}
+		if v > r[1] {
+			r[1] = v
+		}
+	}
+	return r
+}
+
+// lookup returns the SSL entry for sni, or nil.
+func (c *certIndex) lookup(sni string) *sslEntry {
 	if c == nil {
 		return nil
 	}
@@ -66,8 +127,9 @@ func (c *certIndex) lookup(sni string) *tls.Certificate {
 	return c.any
 }
 
-// tlsConfig returns the TLS listener configuration; certificates come from
-// the current snapshot on every handshake.
+// tlsConfig returns the TLS listener configuration. Each handshake picks
+// the SSL object for its SNI from the current snapshot (certificates,
+// client CA, protocol range); unknown names fail the handshake.
 func tlsConfig(b *Builder, fallbackSNI string, http2 bool) *tls.Config {
 	protos := []string{"http/1.1"}
 	if http2 {
@@ -76,7 +138,7 @@ func tlsConfig(b *Builder, fallbackSNI string, http2 bool) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: protos,
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			snap := b.Current()
 			data, _ := snap.Data.(*compiled)
 			if data == nil {
@@ -86,10 +148,51 @@ func tlsConfig(b *Builder, fallbackSNI string, http2 bool) *tls.Config {
 			if name == "" {
 				name = fallbackSNI
 			}
-			if cert := data.certs.lookup(name); cert != nil {
-				return cert, nil
+			e := data.certs.lookup(name)
+			if e == nil {
+				return nil, errNoCert
 			}
-			return nil, errNoCert
+			cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: protos, Certificates: e.certs}
+			if e.versions[0] != 0 {
+				cfg.MinVersion, cfg.MaxVersion = e.versions[0], e.versions[1]
+			}
+			if e.clientCAs != nil {
+				cfg.ClientCAs = e.clientCAs
+				cfg.ClientAuth = tls.RequireAndVerifyClientCert
+				if len(e.skipMTLS) > 0 {
+					cfg.ClientAuth = tls.VerifyClientCertIfGiven
+				}
+			}
+			return cfg, nil
 		},
 	}
+}
+
+// mtlsCheck applies the HTTP-level client-certificate rules of an SSL
+// object with skip_mtls_uri_regex, and the rule that a verified client
+// certificate binds the request Host to the SNI. It returns false after
+// answering 400.
+func mtlsCheck(data *compiled, c *engine.Ctx) bool {
+	if c.TLS == nil || data == nil {
+		return true
+	}
+	e := data.certs.lookup(c.TLS.ServerName)
+	if e == nil || e.clientCAs == nil {
+		return true
+	}
+	verified := len(c.TLS.VerifiedChains) > 0
+	if !verified {
+		for _, re := range e.skipMTLS {
+			if re.MatchString(c.Path) {
+				return true
+			}
+		}
+		c.ReplyError(400)
+		return false
+	}
+	if c.TLS.ServerName != "" && !strings.EqualFold(c.Host, c.TLS.ServerName) {
+		c.ReplyError(400)
+		return false
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,7 @@ type upstream struct {
 	bal     *balancer.Balancer
 	opts    proxy.Options
 	checker *balancer.Checker // nil without checks
+	tls     *tls.Config       // upstream TLS (verify, client certificate); nil = APISIX default
 }
 
 // dataPlane serves traffic from the current snapshot.
@@ -68,8 +70,11 @@ type dataPlane struct {
 	server     string
 	showStatus bool
 	logger     *slog.Logger
-	paramsPool sync.Pool
-	reqPool    sync.Pool
+	// deleteTailSlash strips one trailing "/" before routing
+	// (apisix.delete_uri_tail_slash).
+	deleteTailSlash bool
+	paramsPool      sync.Pool
+	reqPool         sync.Pool
 }
 
 var notFoundBody = []byte("{\"error_msg\":\"404 Route Not Found\"}\n")
@@ -84,11 +89,18 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 		c.Reply(404, "application/json", notFoundBody)
 		return
 	}
+	if c.TLS != nil && !mtlsCheck(data, c) {
+		return
+	}
+	path := c.Path
+	if d.deleteTailSlash && len(path) > 1 && path[len(path)-1] == '/' {
+		path = path[:len(path)-1]
+	}
 	p, _ := d.paramsPool.Get().(*router.Params)
 	if p == nil {
 		p = new(router.Params)
 	}
-	req := router.Request{Path: c.Path, Host: c.Host, RawHost: c.RawHost, Method: c.Method, RemoteAddr: c.RemoteAddr.Addr().Unmap(), Vars: c}
+	req := router.Request{Path: path, Host: c.Host, RawHost: c.RawHost, Method: c.Method, RemoteAddr: c.RemoteAddr.Addr().Unmap(), Vars: c}
 	m := data.router.Match(&req, p)
 	if m != nil {
 		for i := 0; i < p.Len(); i++ {
@@ -244,6 +256,10 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	}
 	start := time.Now()
 	status, err := d.fwd.Forward(c, pick, &opts)
+	if err != nil && status != proxy.StatusClientClosed {
+		// nginx's error log: what failed upstream, never request secrets.
+		d.logger.Warn("upstream request failed", "route", rt.id, "upstream", c.UpstreamAddr, "status", status, "err", err)
+	}
 	if r != nil && r.Exited() {
 		return
 	}
@@ -288,6 +304,7 @@ func (u *upstream) target(c *engine.Ctx, n *balancer.Node) proxy.Target {
 	}
 	if scheme == "https" {
 		t.SNI = strings.Split(t.Host, ":")[0]
+		t.TLS = u.tls
 	}
 	return t
 }
@@ -373,6 +390,23 @@ func newUpstream(u *resource.Upstream, prev map[string]*upstream, hc healthEnv) 
 		return nil, err
 	}
 	out := &upstream{hash: hash, cfg: u, bal: bal}
+	if ut := u.TLS; ut != nil {
+		cfg := &tls.Config{InsecureSkipVerify: !ut.Verify} //nolint:gosec // APISIX verifies upstreams only when asked
+		cert, key := ut.ClientCert, ut.ClientKey
+		if ut.ClientCertID != "" && hc.clientCert != nil {
+			cert, key = hc.clientCert(ut.ClientCertID)
+		}
+		if cert != "" {
+			pair, err := tls.X509KeyPair([]byte(cert), []byte(key))
+			if err != nil {
+				return nil, fmt.Errorf("upstream tls client certificate: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		} else if ut.ClientCertID != "" {
+			return nil, fmt.Errorf("tls.client_cert_id %s: no client SSL object", ut.ClientCertID)
+		}
+		out.tls = cfg
+	}
 	if u.Checks != nil && u.Checks.Active != nil && hc.enabled {
 		out.checker = balancer.NewChecker(nodes, convertChecks(u.Checks), hc.logger)
 		out.checker.Start(hc.ctx)
@@ -409,6 +443,13 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 					prev[u.hash] = u
 				}
 			}
+		}
+		hc := hc
+		hc.clientCert = func(id string) (string, string) {
+			if ssl, ok := s.Objects["ssls"][id].(*resource.SSL); ok && ssl.Type == "client" {
+				return ssl.Cert, ssl.Key
+			}
+			return "", ""
 		}
 		out := &compiled{upstreams: map[string]*upstream{}, inline: map[string]*upstream{}, hc: hc, prevUps: prev}
 		out.env = &plugin.Env{Consumers: pb.consumers(s), Metadata: map[string]json.RawMessage{}}
@@ -576,6 +617,9 @@ type healthEnv struct {
 	enabled bool
 	ctx     context.Context
 	logger  *slog.Logger
+	// clientCert resolves tls.client_cert_id to a client SSL object's
+	// certificate and key in the snapshot being built.
+	clientCert func(id string) (cert, key string)
 }
 
 // convertChecks maps the decoded upstream checks to the balancer's form.

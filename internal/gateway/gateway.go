@@ -139,7 +139,8 @@ func Run(ctx context.Context, opt Options) error {
 	var engines []*std.Server
 	if role != "control_plane" {
 		dp := &dataPlane{builder: builder, fwd: proxy.NewForwarder(log), server: server,
-			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log}
+			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log,
+			deleteTailSlash: cfg.Apisix.DeleteURITailSlash}
 		eng := std.New(dp, std.DefaultLimits(), log)
 		engines = append(engines, eng)
 		listen := func(name, addr string, tlsCfg *tls.Config) error {
