@@ -128,31 +128,6 @@ func (s *Server) pluginSchema(w http.ResponseWriter, r *http.Request, segs []str
 // schema serves GET /schema/{name}, GET /schema/plugins/{plugin} and
 // POST /schema/validate/{kind}.
 func (s *Server) schema(w http.ResponseWriter, r *http.Request, segs []string) {
-	if len(segs) >= 1 && segs[0] == "validate" {
-		if r.Method != http.MethodPost {
-			writeErr(w, http.StatusNotFound, "not found")
-			return
-		}
-		if len(segs) != 2 {
-			writeErr(w, http.StatusNotFound, "not found")
-			return
-		}
-		k, ok := resource.ByName(segs[1])
-		if !ok {
-			writeErr(w, http.StatusNotFound, "Unsupported resource type: "+segs[1])
-			return
-		}
-		v, ok := decodeBody(w, r, "missing configurations")
-		if !ok {
-			return
-		}
-		if err := s.opt.Checker.SchemaCheck(k, v); err != nil {
-			writeErr(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		return
-	}
 	if r.Method != http.MethodGet {
 		writeErr(w, http.StatusNotFound, "not found")
 		return
@@ -171,8 +146,34 @@ func (s *Server) schema(w http.ResponseWriter, r *http.Request, segs []string) {
 			return
 		}
 	}
-	name := strings.Join(segs, "/")
+	name := ""
+	if len(segs) > 0 {
+		name = segs[0] // schema.lua sees only the segment after /schema/
+	}
 	writeErr(w, http.StatusBadRequest, "not found schema: "+name)
+}
+
+// schemaValidate serves POST /schema/validate/{kind}: a JSON-schema-only
+// check whose error carries no "invalid configuration: " prefix.
+func (s *Server) schemaValidate(w http.ResponseWriter, r *http.Request, segs []string) {
+	if len(segs) == 0 {
+		writeErr(w, http.StatusNotFound, "not found")
+		return
+	}
+	k, ok := resource.ByName(segs[0])
+	if !ok {
+		writeErr(w, http.StatusNotFound, "Unsupported resource type: "+segs[0])
+		return
+	}
+	v, ok := decodeBody(w, r, "missing configurations")
+	if !ok {
+		return
+	}
+	if err := s.opt.Checker.SchemaCheck(k, v); err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // configError is one entry of a /configs/validate failure.

@@ -52,9 +52,27 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 	switch segs[0] {
 	case "plugins":
+		if len(segs) == 2 && (segs[1] == "list" && r.Method == http.MethodGet || segs[1] == "reload") {
+			// Dedicated routes in APISIX, outside run(): no body
+			// parsing and no X-API-VERSION.
+			s.plugins(w, r, segs[1:])
+			return
+		}
+		if _, ok := readInput(w, r); !ok {
+			return
+		}
+		w.Header().Set("X-API-VERSION", "v3")
 		s.plugins(w, r, segs[1:])
 		return
 	case "schema":
+		if len(segs) >= 2 && segs[1] == "validate" && r.Method == http.MethodPost {
+			s.schemaValidate(w, r, segs[2:])
+			return
+		}
+		if _, ok := readInput(w, r); !ok {
+			return
+		}
+		w.Header().Set("X-API-VERSION", "v3")
 		s.schema(w, r, segs[1:])
 		return
 	case "configs":

@@ -515,6 +515,8 @@ func TestAdminKindsMessages(t *testing.T) {
 		{"bad ttl before method check", "POST", "/apisix/admin/consumers?ttl=x", `{"username":"a"}`, 400, "invalid argument ttl: should be a number"},
 		{"unknown schema", "GET", "/apisix/admin/schema/x", "", 400, "not found schema: x"},
 		{"unknown plugin schema", "GET", "/apisix/admin/schema/plugins/x", "", 404, "plugin not found in subsystem http"},
+		{"schema sub-path", "GET", "/apisix/admin/schema/x/y", "", 400, "not found schema: x"},
+		{"schema validate is a GET schema name", "GET", "/apisix/admin/schema/validate/routes", "", 400, "not found schema: validate"},
 		{"schema wrong method", "PUT", "/apisix/admin/schema/route", `{}`, 404, "not found"},
 		{"reload get", "GET", "/apisix/admin/plugins/reload", "", 405, "please use PUT method to reload the plugins, GET method is not allowed."},
 		{"reload post", "POST", "/apisix/admin/plugins/reload", "", 405, "please use PUT method to reload the plugins, POST method is not allowed."},
@@ -799,6 +801,20 @@ func TestAdminKindsHeadersAndAux(t *testing.T) {
 			r.Header.Get("Access-Control-Allow-Methods") != "POST, GET, PUT, OPTIONS, DELETE, PATCH" ||
 			r.Header.Get("Access-Control-Allow-Headers") != "*" {
 			t.Fatalf("%d %q %v", r.Status, r.Body, r.Header)
+		}
+	})
+	t.Run("api version on run() endpoints only", func(t *testing.T) {
+		for path, want := range map[string]string{
+			"/apisix/admin/schema/route":  "v3",
+			"/apisix/admin/plugins/x":     "v3",
+			"/apisix/admin/routes/none":   "v3",
+			"/apisix/admin/plugins/list":  "",
+			"/apisix/admin/foo":           "",
+			"/apisix/admin/routes?ttl=no": "",
+		} {
+			if got := g.admin("GET", path, "").Header.Get("X-API-VERSION"); got != want {
+				t.Errorf("%s: X-API-VERSION %q, want %q", path, got, want)
+			}
 		}
 	})
 	t.Run("401 has no api version", func(t *testing.T) {
