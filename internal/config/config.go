@@ -168,6 +168,8 @@ type Config struct {
 		ShutdownTimeout time.Duration
 		// LogLevel is debug, info (default), warn or error.
 		LogLevel string
+		// Limits are the data plane's request limits (docs/limits.md).
+		Limits Limits
 	}
 
 	// lines maps dotted key paths to the line they were read from, so that
@@ -212,6 +214,14 @@ func Default() *Config {
 	c.Sluice.DataDir = "data"
 	c.Sluice.ShutdownTimeout = 10 * time.Second
 	c.Sluice.LogLevel = "info"
+	c.Sluice.Limits = Limits{
+		MaxHeaderBytes:       64 << 10,
+		MaxRequestLine:       8 << 10,
+		MaxHeaderCount:       100,
+		ReadHeaderTimeout:    10 * time.Second,
+		IdleTimeout:          60 * time.Second,
+		MaxConcurrentStreams: 100,
+	}
 	return c
 }
 
@@ -234,4 +244,24 @@ func Load(path string) (*Config, []Warning, error) {
 		return nil, warns, err
 	}
 	return c, warns, nil
+}
+
+// Limits bound what a client may send (sluice.limits in config.yaml; see
+// docs/limits.md for the defaults and why).
+type Limits struct {
+	// MaxHeaderBytes caps the request line plus headers.
+	MaxHeaderBytes int
+	// MaxRequestLine caps the request line (414 beyond).
+	MaxRequestLine int
+	// MaxHeaderCount caps the number of header lines (431 beyond).
+	MaxHeaderCount int
+	// ReadHeaderTimeout bounds reading the header block (slowloris).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections.
+	IdleTimeout time.Duration
+	// MaxBodyBytes caps request bodies (413); 0 is unlimited, as APISIX's
+	// client_max_body_size 0.
+	MaxBodyBytes int
+	// MaxConcurrentStreams caps HTTP/2 streams per connection.
+	MaxConcurrentStreams int
 }

@@ -178,12 +178,14 @@ func TestGood(t *testing.T) {
 				"some-unknown-plugin": {"x": 1},
 			}},
 		{"sluice", "sluice:\n  data_dir: /var/lib/sluice\n  shutdown_timeout: 1m30s\n  log_level: debug\n",
-			func(c *Config) any { return c.Sluice },
-			struct {
-				DataDir         string
-				ShutdownTimeout time.Duration
-				LogLevel        string
-			}{"/var/lib/sluice", 90 * time.Second, "debug"}},
+			func(c *Config) any { return []any{c.Sluice.DataDir, c.Sluice.ShutdownTimeout, c.Sluice.LogLevel} },
+			[]any{"/var/lib/sluice", 90 * time.Second, "debug"}},
+		{"sluice limits", "sluice:\n  limits:\n    max_header_count: 50\n    max_body_bytes: 1048576\n    read_header_timeout: 5s\n",
+			func(c *Config) any {
+				l := c.Sluice.Limits
+				return []any{l.MaxHeaderCount, l.MaxBodyBytes, l.ReadHeaderTimeout, l.MaxHeaderBytes}
+			},
+			[]any{50, 1048576, 5 * time.Second, 64 << 10}},
 		{"shutdown_timeout seconds", "sluice:\n  shutdown_timeout: 3\n",
 			func(c *Config) any { return c.Sluice.ShutdownTimeout }, 3 * time.Second},
 		{"shutdown_timeout fractional", "sluice:\n  shutdown_timeout: 0.5\n",

@@ -620,5 +620,17 @@ func (d *decoder) decodeSluice(c *Config, path string, n *yaml.Node) {
 		"data_dir":         func(p string, v *yaml.Node) { d.str(p, v, &s.DataDir) },
 		"shutdown_timeout": func(p string, v *yaml.Node) { d.duration(p, v, &s.ShutdownTimeout) },
 		"log_level":        func(p string, v *yaml.Node) { d.str(p, v, &s.LogLevel) },
+		"limits": func(p string, v *yaml.Node) {
+			l := &s.Limits
+			d.fields(p, v, map[string]handler{
+				"max_header_bytes":       func(p string, v *yaml.Node) { d.integer(p, v, &l.MaxHeaderBytes) },
+				"max_request_line":       func(p string, v *yaml.Node) { d.integer(p, v, &l.MaxRequestLine) },
+				"max_header_count":       func(p string, v *yaml.Node) { d.integer(p, v, &l.MaxHeaderCount) },
+				"read_header_timeout":    func(p string, v *yaml.Node) { d.duration(p, v, &l.ReadHeaderTimeout) },
+				"idle_timeout":           func(p string, v *yaml.Node) { d.duration(p, v, &l.IdleTimeout) },
+				"max_body_bytes":         func(p string, v *yaml.Node) { d.integer(p, v, &l.MaxBodyBytes) },
+				"max_concurrent_streams": func(p string, v *yaml.Node) { d.integer(p, v, &l.MaxConcurrentStreams) },
+			}, true)
+		},
 	}, true)
 }

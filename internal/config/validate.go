@@ -246,4 +246,23 @@ func (v *validator) sluice() {
 		v.add("sluice.shutdown_timeout", "must not be negative, got %s", s.ShutdownTimeout)
 	}
 	v.enum("sluice.log_level", s.LogLevel, "debug", "info", "warn", "error")
+	l := s.Limits
+	for _, f := range []struct {
+		key string
+		val int
+		min int
+	}{
+		{"sluice.limits.max_header_bytes", l.MaxHeaderBytes, 1024},
+		{"sluice.limits.max_request_line", l.MaxRequestLine, 0},
+		{"sluice.limits.max_header_count", l.MaxHeaderCount, 0},
+		{"sluice.limits.max_body_bytes", l.MaxBodyBytes, 0},
+		{"sluice.limits.max_concurrent_streams", l.MaxConcurrentStreams, 1},
+	} {
+		if f.val < f.min {
+			v.add(f.key, "must be at least %d, got %d", f.min, f.val)
+		}
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		v.add("sluice.limits.read_header_timeout", "must be positive, got %s", l.ReadHeaderTimeout)
+	}
 }

@@ -141,7 +141,12 @@ func Run(ctx context.Context, opt Options) error {
 		dp := &dataPlane{builder: builder, fwd: proxy.NewForwarder(log), server: server,
 			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log,
 			deleteTailSlash: cfg.Apisix.DeleteURITailSlash}
-		eng := std.New(dp, std.DefaultLimits(), log)
+		l := cfg.Sluice.Limits
+		lim := std.DefaultLimits()
+		lim.MaxHeaderBytes, lim.MaxRequestLine, lim.MaxHeaderCount = l.MaxHeaderBytes, l.MaxRequestLine, l.MaxHeaderCount
+		lim.ReadHeaderTimeout, lim.IdleTimeout = l.ReadHeaderTimeout, l.IdleTimeout
+		lim.MaxBodyBytes, lim.MaxConcurrentStreams = int64(l.MaxBodyBytes), uint32(l.MaxConcurrentStreams)
+		eng := std.New(dp, lim, log)
 		engines = append(engines, eng)
 		listen := func(name, addr string, tlsCfg *tls.Config) error {
 			ln, err := net.Listen("tcp", addr)
