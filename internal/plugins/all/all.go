@@ -3,9 +3,14 @@
 // itself through package init.
 package all
 
-import "github.com/sluice-gw/sluice/internal/plugin"
+import (
+	"github.com/sluice-gw/sluice/internal/plugin"
+	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
+)
 
 // Defs returns the definitions of all built-in plugins.
 func Defs() []*plugin.Def {
-	return []*plugin.Def{}
+	return []*plugin.Def{
+		keyauth.Def(),
+	}
 }
