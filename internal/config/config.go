@@ -158,6 +158,20 @@ type Config struct {
 	// decoded YAML for each plugin to interpret.
 	PluginAttr map[string]map[string]any
 
+	// NginxConfig holds the few nginx_config keys Sluice honours.
+	NginxConfig struct {
+		HTTP struct {
+			// RealIPHeader is the header trusted peers may set the client
+			// address with (nginx real_ip_header; default X-Real-IP).
+			RealIPHeader string
+			// RealIPFrom lists the peers trusted to set it (default
+			// 127.0.0.1 and unix:, as APISIX ships).
+			RealIPFrom []string
+			// RealIPRecursive is "on" or "off" (default).
+			RealIPRecursive string
+		}
+	}
+
 	// Sluice holds settings that APISIX has no key for.
 	Sluice struct {
 		// DataDir holds the embedded store and other state (default "data",
@@ -214,6 +228,9 @@ func Default() *Config {
 	c.Sluice.DataDir = "data"
 	c.Sluice.ShutdownTimeout = 10 * time.Second
 	c.Sluice.LogLevel = "info"
+	c.NginxConfig.HTTP.RealIPHeader = "X-Real-IP"
+	c.NginxConfig.HTTP.RealIPFrom = []string{"127.0.0.1", "unix:"}
+	c.NginxConfig.HTTP.RealIPRecursive = "off"
 	c.Sluice.Limits = Limits{
 		MaxHeaderBytes:       64 << 10,
 		MaxRequestLine:       8 << 10,

@@ -452,7 +452,7 @@ something_else: 1
 	}
 	want := "conf/config.yaml:4: ignoring keys Sluice does not implement: apisix.node_listen[0].enable_http2, " +
 		"apisix.enable_ipv6, apisix.ssl.ssl_ciphers, deployment.admin.https_admin, " +
-		"nginx_config.worker_processes, nginx_config.http, stream_plugins, something_else"
+		"nginx_config.worker_processes, nginx_config.http.keepalive_timeout, stream_plugins, something_else"
 	if w[0].String() != want {
 		t.Fatalf("warning\n got %s\nwant %s", w[0], want)
 	}

@@ -422,6 +422,20 @@ func (d *decoder) decodeRoot(c *Config, root *yaml.Node) {
 		},
 		"plugin_attr": func(p string, v *yaml.Node) { d.decodePluginAttr(c, p, v) },
 		"sluice":      func(p string, v *yaml.Node) { d.decodeSluice(c, p, v) },
+		"nginx_config": func(p string, v *yaml.Node) {
+			d.fields(p, v, map[string]handler{
+				"http": func(p string, v *yaml.Node) {
+					h := &c.NginxConfig.HTTP
+					d.fields(p, v, map[string]handler{
+						"real_ip_header": func(p string, v *yaml.Node) { d.str(p, v, &h.RealIPHeader) },
+						"real_ip_from": func(p string, v *yaml.Node) {
+							d.strList(p, v, &h.RealIPFrom, []string{}, true)
+						},
+						"real_ip_recursive": func(p string, v *yaml.Node) { d.str(p, v, &h.RealIPRecursive) },
+					}, false)
+				},
+			}, false)
+		},
 	}, false)
 }
 

@@ -21,7 +21,7 @@ func TestTestdata(t *testing.T) {
 		{file: "apisix-style.yaml",
 			warning: "testdata/apisix-style.yaml:7: ignoring keys Sluice does not implement: apisix.enable_ipv6, " +
 				"apisix.ssl.listen[0].enable_http3, nginx_config.error_log_level, nginx_config.worker_processes, " +
-				"nginx_config.http, stream_plugins",
+				"nginx_config.http.client_max_body_size, stream_plugins",
 			check: func(t *testing.T, c *Config) {
 				if got := c.Deployment.Admin.AdminKey; len(got) != 2 || got[1] != (AdminKey{"viewer", "4054f7cf07e344346cd3f287985e76a2", "viewer"}) {
 					t.Errorf("AdminKey = %+v", got)

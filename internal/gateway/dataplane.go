@@ -73,8 +73,13 @@ type dataPlane struct {
 	// deleteTailSlash strips one trailing "/" before routing
 	// (apisix.delete_uri_tail_slash).
 	deleteTailSlash bool
-	paramsPool      sync.Pool
-	reqPool         sync.Pool
+	// realIP lets trusted peers set the client address (nginx realip).
+	realIP *realIP
+	// trusted reports peers whose X-Forwarded-* headers are kept
+	// (apisix.trusted_addresses).
+	trusted    func(netip.Addr) bool
+	paramsPool sync.Pool
+	reqPool    sync.Pool
 }
 
 var notFoundBody = []byte("{\"error_msg\":\"404 Route Not Found\"}\n")
@@ -89,6 +94,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 		c.Reply(404, "application/json", notFoundBody)
 		return
 	}
+	d.realIP.apply(c)
 	if c.TLS != nil && !mtlsCheck(data, c) {
 		return
 	}
@@ -226,6 +232,7 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	}
 	opts.WebSocket = rt.websocket
 	opts.ShowUpstreamStatus = d.showStatus
+	opts.TrustedProxy = d.trusted
 	var tried balancer.Tried
 	var picked [8]*balancer.Node
 	npicked := 0

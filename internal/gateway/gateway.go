@@ -140,7 +140,26 @@ func Run(ctx context.Context, opt Options) error {
 	if role != "control_plane" {
 		dp := &dataPlane{builder: builder, fwd: proxy.NewForwarder(log), server: server,
 			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log,
-			deleteTailSlash: cfg.Apisix.DeleteURITailSlash}
+			deleteTailSlash: cfg.Apisix.DeleteURITailSlash,
+			realIP:          newRealIP(cfg.NginxConfig.HTTP.RealIPHeader, cfg.NginxConfig.HTTP.RealIPFrom, cfg.NginxConfig.HTTP.RealIPRecursive)}
+		if len(cfg.Apisix.TrustedAddresses) > 0 {
+			var trusted []netip.Prefix
+			for _, a := range cfg.Apisix.TrustedAddresses {
+				p, err := parsePrefix(a)
+				if err != nil {
+					return fmt.Errorf("apisix.trusted_addresses: %w", err)
+				}
+				trusted = append(trusted, p)
+			}
+			dp.trusted = func(a netip.Addr) bool {
+				for _, p := range trusted {
+					if p.Contains(a) {
+						return true
+					}
+				}
+				return false
+			}
+		}
 		l := cfg.Sluice.Limits
 		lim := std.DefaultLimits()
 		lim.MaxHeaderBytes, lim.MaxRequestLine, lim.MaxHeaderCount = l.MaxHeaderBytes, l.MaxRequestLine, l.MaxHeaderCount

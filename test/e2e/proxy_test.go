@@ -120,3 +120,21 @@ func TestProxyRoundRobin(t *testing.T) {
 		t.Fatalf("distribution %v", seen)
 	}
 }
+
+func TestRemoteAddrsWithRealIP(t *testing.T) {
+	g := startDefault(t, "")
+	up := echoUpstream(t, "a")
+	g.admin("PUT", "/apisix/admin/routes/1", fmt.Sprintf(`{"uri":"/ra","remote_addrs":["10.0.0.0/8"],"upstream":{"nodes":{"%s":1}}}`, hostPort(up)))
+	g.admin("PUT", "/apisix/admin/routes/2", fmt.Sprintf(`{"uri":"/ok","upstream":{"nodes":{"%s":1}}}`, hostPort(up)))
+	g.waitRoute("/ok", nil)
+	// 127.0.0.1 is a trusted real_ip_from peer by default, as in APISIX.
+	if r := g.proxy("GET", "/ra", map[string]string{"X-Real-IP": "10.1.2.3"}); r.Status != 200 || !strings.Contains(string(r.Body), "xrip=10.1.2.3") {
+		t.Fatalf("X-Real-IP from a trusted peer: %d %s", r.Status, r.Body)
+	}
+	if r := g.proxy("GET", "/ra", nil); r.Status != 404 {
+		t.Fatalf("127.0.0.1 is not in 10/8: %d", r.Status)
+	}
+	if r := g.proxy("GET", "/ra", map[string]string{"X-Forwarded-For": "10.1.2.3"}); r.Status != 404 {
+		t.Fatalf("X-Forwarded-For must not set the client address: %d", r.Status)
+	}
+}
