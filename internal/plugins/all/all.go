@@ -6,11 +6,13 @@ package all
 import (
 	"github.com/sluice-gw/sluice/internal/plugin"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
+	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 )
 
 // Defs returns the definitions of all built-in plugins.
 func Defs() []*plugin.Def {
 	return []*plugin.Def{
 		keyauth.Def(),
+		proxyrewrite.Def(),
 	}
 }
