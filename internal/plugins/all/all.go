@@ -5,6 +5,7 @@ package all
 
 import (
 	"github.com/sluice-gw/sluice/internal/plugin"
+	basicauth "github.com/sluice-gw/sluice/internal/plugins/basic-auth"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 )
@@ -12,6 +13,7 @@ import (
 // Defs returns the definitions of all built-in plugins.
 func Defs() []*plugin.Def {
 	return []*plugin.Def{
+		basicauth.Def(),
 		keyauth.Def(),
 		proxyrewrite.Def(),
 	}
