@@ -33,12 +33,12 @@ func TestParseAuthorization(t *testing.T) {
 		{"Basic Zm9vOmE6", "foo", "a", true},              // "foo:a:"
 		{"Bad_header YmFyOmJhcgo=", "", "", false},
 		{"Bearer Zm9vOmJhcg==", "", "", false},
-		{"Basic aca_a", "", "", false},          // '_' is not standard base64
-		{"Basic  Zm9vOmJhcg==", "", "", false},  // capture starts with a space
-		{"Basic Zm9vO", "", "", false},          // length 1 mod 4
-		{"Basic YmFy", "", "", false},           // "bar": no colon
-		{"Basic Zm9vOg==", "", "", false},       // "foo:": trailing empty field dropped
-		{"Basic Zm9vOjo6", "", "", false},       // "foo:::"
+		{"Basic aca_a", "", "", false},         // '_' is not standard base64
+		{"Basic  Zm9vOmJhcg==", "", "", false}, // capture starts with a space
+		{"Basic Zm9vO", "", "", false},         // length 1 mod 4
+		{"Basic YmFy", "", "", false},          // "bar": no colon
+		{"Basic Zm9vOg==", "", "", false},      // "foo:": trailing empty field dropped
+		{"Basic Zm9vOjo6", "", "", false},      // "foo:::"
 		{"Basic", "", "", false},
 		{"Basic ", "", "", false},
 		{"", "", "", false},
