@@ -825,8 +825,19 @@ func TestAdminKindsHeadersAndAux(t *testing.T) {
 	})
 	t.Run("plugins list", func(t *testing.T) {
 		r := g.admin("GET", "/apisix/admin/plugins/list", "")
-		if r.Status != 200 || strings.TrimSpace(string(r.Body)) != "[]" {
+		var names []string
+		if r.Status != 200 || json.Unmarshal(r.Body, &names) != nil {
 			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		// Sorted by priority, highest first: real-ip (23000) before key-auth (2500).
+		pos := map[string]int{}
+		for i, n := range names {
+			pos[n] = i
+		}
+		if a, okA := pos["real-ip"]; okA {
+			if b, okB := pos["key-auth"]; okB && a > b {
+				t.Fatalf("not sorted by priority: %v", names)
+			}
 		}
 		r = g.admin("GET", "/apisix/admin/plugins/list?subsystem=x", "")
 		if r.Status != 400 || string(r.Body) != "invalid subsystem passed" {
