@@ -7,6 +7,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugin"
 	basicauth "github.com/sluice-gw/sluice/internal/plugins/basic-auth"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
+	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 )
 
@@ -15,6 +16,7 @@ func Defs() []*plugin.Def {
 	return []*plugin.Def{
 		basicauth.Def(),
 		keyauth.Def(),
+		limitcount.Def(),
 		proxyrewrite.Def(),
 	}
 }
