@@ -9,6 +9,7 @@ import (
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
 	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
+	"github.com/sluice-gw/sluice/internal/plugins/redirect"
 )
 
 // Defs returns the definitions of all built-in plugins.
@@ -18,5 +19,6 @@ func Defs() []*plugin.Def {
 		keyauth.Def(),
 		limitcount.Def(),
 		proxyrewrite.Def(),
+		redirect.Def(),
 	}
 }
