@@ -8,6 +8,7 @@ import (
 	basicauth "github.com/sluice-gw/sluice/internal/plugins/basic-auth"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
 	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
+	limitreq "github.com/sluice-gw/sluice/internal/plugins/limit-req"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 	"github.com/sluice-gw/sluice/internal/plugins/redirect"
 )
@@ -18,6 +19,7 @@ func Defs() []*plugin.Def {
 		basicauth.Def(),
 		keyauth.Def(),
 		limitcount.Def(),
+		limitreq.Def(),
 		proxyrewrite.Def(),
 		redirect.Def(),
 	}
