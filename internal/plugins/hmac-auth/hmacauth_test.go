@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"hash"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -51,7 +53,7 @@ func now() string { return time.Now().UTC().Format("Mon, 02 Jan 2006 15:04:05 GM
 func TestNew(t *testing.T) {
 	tests := []struct {
 		name, conf, err string
-		check          func(t *testing.T, p *Plugin)
+		check           func(t *testing.T, p *Plugin)
 	}{
 		{name: "defaults", conf: `{}`, check: func(t *testing.T, p *Plugin) {
 			c := p.conf
@@ -288,5 +290,29 @@ func BenchmarkHmacAuth(b *testing.B) {
 		if r.Exited() || r.Consumer != cons {
 			b.Fatal("authentication failed")
 		}
+	}
+}
+
+// TestDigestBodyReachesUpstream checks the body read for the digest is
+// still sent upstream in full.
+func TestDigestBodyReachesUpstream(t *testing.T) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(b)
+	}))
+	defer echo.Close()
+	g := plugintest.Start(t, []*plugin.Def{Def()}, nil)
+	g.MustAdmin("PUT", "/apisix/admin/consumers", `{"username":"jack","plugins":{"hmac-auth":{"key_id":"k","secret_key":"s"}}}`)
+	g.MustAdmin("PUT", "/apisix/admin/routes/1", `{"uri":"/b","plugins":{"hmac-auth":{"validate_request_body":true}},"upstream":{"type":"roundrobin","nodes":{"`+strings.TrimPrefix(echo.URL, "http://")+`":1}}}`)
+	body := strings.Repeat("xyz", 10000)
+	sum := sha256.Sum256([]byte(body))
+	d := now()
+	resp := g.Do("POST", "/b", map[string]string{
+		"Authorization": sign("s", "hmac-sha256", "k", "POST", "/b", []string{"@request-target", "date"}, map[string]string{"date": d}),
+		"Date":          d,
+		"Digest":        "SHA-256=" + base64.StdEncoding.EncodeToString(sum[:]),
+	}, body)
+	if resp.Status != 200 || resp.Body != body {
+		t.Fatalf("got %d, %d bytes: %.100s", resp.Status, len(resp.Body), resp.Body)
 	}
 }
