@@ -6,6 +6,7 @@ package all
 import (
 	"github.com/sluice-gw/sluice/internal/plugin"
 	basicauth "github.com/sluice-gw/sluice/internal/plugins/basic-auth"
+	faultinjection "github.com/sluice-gw/sluice/internal/plugins/fault-injection"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
 	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
 	limitreq "github.com/sluice-gw/sluice/internal/plugins/limit-req"
@@ -17,6 +18,7 @@ import (
 func Defs() []*plugin.Def {
 	return []*plugin.Def{
 		basicauth.Def(),
+		faultinjection.Def(),
 		keyauth.Def(),
 		limitcount.Def(),
 		limitreq.Def(),
