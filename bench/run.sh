@@ -18,7 +18,8 @@
 #                    to the last one created
 #   --keep      keep the temporary directory (configs, logs, raw wrk output)
 # Environment overrides: ROUNDS, DURATION (seconds), WARMUP (seconds),
-#   CONNS (default "50 200"), ROUTES (default 10000), PROXY_CPU (0), LOAD_CPU (1).
+#   CONNS (default "50 200"), ROUTES (default 10000), PROXY_CPU (0), LOAD_CPU (1),
+#   MIN_CORES (0.5: rounds where the proxy got less CPU are left out of medians).
 #
 # Installs nginx and wrk with apt-get when they are missing (and says so).
 # Writes bench/results/<timestamp>.md and prints it.
@@ -58,6 +59,9 @@ PROFILES=${PROFILES_ARG:-${PROFILES:-"a e d"}}
 ROUTES=${ROUTES:-10000}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+# Rounds in which the proxy got fewer cores than this were starved by other
+# work on the machine and are left out of the medians.
+MIN_CORES=${MIN_CORES:-0.5}
 
 # Ports chosen to stay clear of APISIX/Sluice defaults and of each other.
 UP_PORT=18081     # origin (nginx, 1 KiB body)
@@ -528,7 +532,7 @@ REPORT="$RESULTS/$STAMP.md"
 	echo
 } >"$REPORT"
 
-awk -F'\t' -v PROFILES="$PROFILES" -v CONNS="$CONNS" '
+awk -F'\t' -v PROFILES="$PROFILES" -v CONNS="$CONNS" -v MINC="$MIN_CORES" -v PCPU="$PROXY_CPU" -v LCPU="$LOAD_CPU" '
 function med(s,   a, n, i, j, t) {
 	n = split(s, a, " ")
 	if (n == 0) return 0
@@ -537,6 +541,7 @@ function med(s,   a, n, i, j, t) {
 }
 function lo(s,   a, n, i, m) { n = split(s, a, " "); m = a[1] + 0; for (i = 2; i <= n; i++) if (a[i] + 0 < m) m = a[i] + 0; return m }
 function hi(s,   a, n, i, m) { n = split(s, a, " "); m = a[1] + 0; for (i = 2; i <= n; i++) if (a[i] + 0 > m) m = a[i] + 0; return m }
+function cnt(s,   a) { return (s == "") ? 0 : split(s, a, " ") }
 function add(k, v) { L[k] = (k in L) ? L[k] " " v : v }
 BEGIN {
 	name["a"] = "(a) plain proxy, one route, 1 KiB response"
@@ -544,15 +549,23 @@ BEGIN {
 	name["d"] = "(d) 10,000 routes, requests to the last one created"
 }
 {
-	p = $1; c = $2; r = $3; t = $4; k = p SUBSEP c SUBSEP t
+	p = $1; c = $2; r = $3; t = $4
 	kpcs = ($8 > 0) ? $5 / $8 / 1000 : 0
-	add(k SUBSEP "rps", $6); add(k SUBSEP "cores", $7); add(k SUBSEP "kpcs", kpcs)
-	add(k SUBSEP "p50", $9); add(k SUBSEP "p99", $10); add(k SUBSEP "load", $15)
-	f = $14 - $7; if (f < 0) f = 0; add(k SUBSEP "foreign", f)
-	N2[k] += $11; SE[k] += $12; if ($13 > RSS[k]) RSS[k] = $13; if ($17 > PSS[k]) PSS[k] = $17
-	KP[p SUBSEP c SUBSEP r SUBSEP t] = kpcs; RP[p SUBSEP c SUBSEP r SUBSEP t] = $6
+	# A round in which the proxy got less than MINC cores was starved by
+	# other work on the machine; it is left out of the medians (the raw table
+	# keeps it, marked).
+	ok = ($7 >= MINC)
+	for (v = 0; v <= ok; v++) {
+		k = p SUBSEP c SUBSEP t SUBSEP v
+		add(k SUBSEP "rps", $6); add(k SUBSEP "cores", $7); add(k SUBSEP "kpcs", kpcs)
+		add(k SUBSEP "p50", $9); add(k SUBSEP "p99", $10); add(k SUBSEP "load", $15)
+		f = $14 - $7; if (f < 0) f = 0; add(k SUBSEP "foreign", f)
+		N2[k] += $11; SE[k] += $12; if ($13 > RSS[k]) RSS[k] = $13; if ($17 > PSS[k]) PSS[k] = $17
+	}
+	k = p SUBSEP c SUBSEP r SUBSEP t
+	KP[k] = kpcs; RP[k] = $6; OK[k] = ok
 	if (!((p SUBSEP c SUBSEP r) in seenr)) { seenr[p SUBSEP c SUBSEP r] = 1; rounds[p SUBSEP c] = rounds[p SUBSEP c] " " r }
-	raw[NR] = sprintf("| %s | %s | %s | %s | %.0f | %.2f | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f |", p, c, r, t, $6, $7, kpcs, $9, $10, $11, $12, $13 / 1024, $17 / 1024, $14, $15)
+	raw[NR] = sprintf("| %s | %s | %s | %s | %.0f | %.2f%s | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f |", p, c, r, t, $6, $7, ok ? "" : " (starved)", kpcs, $9, $10, $11, $12, $13 / 1024, $17 / 1024, $14, $15)
 }
 END {
 	np = split(PROFILES, P, " "); nc = split(CONNS, C, " ")
@@ -560,45 +573,56 @@ END {
 		pc = P[i] SUBSEP C[j]
 		nr = split(rounds[pc], R, " ")
 		for (x = 1; x <= nr; x++) {
-			a = KP[pc SUBSEP R[x] SUBSEP "sluice"]; b = KP[pc SUBSEP R[x] SUBSEP "nginx"]
-			if (b > 0) add(pc SUBSEP "ratio", a / b)
-			a = RP[pc SUBSEP R[x] SUBSEP "sluice"]; b = RP[pc SUBSEP R[x] SUBSEP "nginx"]
-			if (b > 0) add(pc SUBSEP "rratio", a / b)
+			s = pc SUBSEP R[x] SUBSEP "sluice"; n = pc SUBSEP R[x] SUBSEP "nginx"
+			if (!(s in KP) || !(n in KP) || KP[n] <= 0 || RP[n] <= 0) continue
+			add(pc SUBSEP "ratio" SUBSEP 0, KP[s] / KP[n]); add(pc SUBSEP "rratio" SUBSEP 0, RP[s] / RP[n])
+			if (OK[s] && OK[n]) { add(pc SUBSEP "ratio" SUBSEP 1, KP[s] / KP[n]); add(pc SUBSEP "rratio" SUBSEP 1, RP[s] / RP[n]) }
 		}
 	}
 	print "## Summary: Sluice / nginx, requests per proxy CPU-second"
 	print ""
-	print "| profile | conns | **Sluice / nginx per CPU-s** (median) | range over rounds | Sluice / nginx req/s (median) | nginx k req/CPU-s | Sluice k req/CPU-s |"
-	print "|---|---:|---:|---:|---:|---:|---:|"
+	printf "Pairs in which either proxy got less than %.2f cores (starved by other work) are left out;\n", MINC
+	print "\"all pairs\" keeps them."
+	print ""
+	print "| profile | conns | **Sluice / nginx per CPU-s** (median) | range | pairs used | all pairs: median (range) | Sluice / nginx req/s (median) | nginx k req/CPU-s | Sluice k req/CPU-s |"
+	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for (i = 1; i <= np; i++) for (j = 1; j <= nc; j++) {
-		pc = P[i] SUBSEP C[j]; s = L[pc SUBSEP "ratio"]
-		if (s == "") continue
-		printf "| %s | %s | **%.2f** | %.2f–%.2f | %.2f | %.1f | %.1f |\n", name[P[i]], C[j], med(s), lo(s), hi(s), med(L[pc SUBSEP "rratio"]), med(L[pc SUBSEP "nginx" SUBSEP "kpcs"]), med(L[pc SUBSEP "sluice" SUBSEP "kpcs"])
+		pc = P[i] SUBSEP C[j]; all = L[pc SUBSEP "ratio" SUBSEP 0]
+		if (all == "") continue
+		cl = L[pc SUBSEP "ratio" SUBSEP 1]
+		v = (cl == "") ? 0 : 1
+		if (v) lead = sprintf("**%.2f** | %.2f–%.2f", med(cl), lo(cl), hi(cl))
+		else lead = "n/a | n/a"
+		printf "| %s | %s | %s | %d of %d | %.2f (%.2f–%.2f) | %.2f | %.1f | %.1f |\n", name[P[i]], C[j], lead, cnt(cl), cnt(all), med(all), lo(all), hi(all), med(L[pc SUBSEP "rratio" SUBSEP v]), med(L[P[i] SUBSEP C[j] SUBSEP "nginx" SUBSEP v SUBSEP "kpcs"]), med(L[P[i] SUBSEP C[j] SUBSEP "sluice" SUBSEP v SUBSEP "kpcs"])
 	}
 	print ""
-	print "## Per profile (medians over rounds; errors summed; memory is the maximum after a round)"
+	print "## Per profile (medians over rounds that were not starved; errors summed; memory is the maximum after a round)"
 	print ""
 	print "\"proxy CPU\" is CPU-seconds the proxy process tree used per wall second (utime+stime from"
-	print "/proc/PID/stat); \"load core\" is how busy CPU " '"$LOAD_CPU"' " (wrk + origin) was; \"foreign on proxy core\""
-	print "is CPU " '"$PROXY_CPU"' " time not used by the proxy (other work on the machine), in cores. RSS and"
+	print "/proc/PID/stat); \"load core\" is how busy CPU " LCPU " (wrk + origin) was; \"foreign on proxy core\""
+	print "is CPU " PCPU " time not used by the proxy (other work on the machine), in cores. RSS and"
 	print "PSS are summed over the proxy process tree (nginx: master + worker, whose shared pages RSS"
-	print "counts twice and PSS splits)."
+	print "counts twice and PSS splits). \"rounds\" counts the rounds behind the medians."
 	for (i = 1; i <= np; i++) {
 		print ""
 		print "### " name[P[i]]
 		print ""
-		print "| conns | proxy | req/s | proxy CPU (cores) | k req / proxy CPU-s | p50 ms | p99 ms | non-2xx | socket errors | RSS MiB | PSS MiB | load core | foreign on proxy core |"
-		print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		print "| conns | proxy | rounds | req/s | proxy CPU (cores) | k req / proxy CPU-s | p50 ms | p99 ms | non-2xx | socket errors | RSS MiB | PSS MiB | load core | foreign on proxy core |"
+		print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 		for (j = 1; j <= nc; j++) for (z = 1; z <= 2; z++) {
-			t = (z == 1) ? "nginx" : "sluice"; k = P[i] SUBSEP C[j] SUBSEP t
+			t = (z == 1) ? "nginx" : "sluice"
+			k = P[i] SUBSEP C[j] SUBSEP t SUBSEP 1
+			nall = cnt(L[P[i] SUBSEP C[j] SUBSEP t SUBSEP 0 SUBSEP "rps"])
+			used = sprintf("%d of %d", cnt(L[k SUBSEP "rps"]), nall)
+			if (L[k SUBSEP "rps"] == "") { k = P[i] SUBSEP C[j] SUBSEP t SUBSEP 0; used = "all " nall " starved" }
 			if (L[k SUBSEP "rps"] == "") continue
-			printf "| %s | %s | %.0f | %.2f | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f |\n", C[j], t, med(L[k SUBSEP "rps"]), med(L[k SUBSEP "cores"]), med(L[k SUBSEP "kpcs"]), med(L[k SUBSEP "p50"]), med(L[k SUBSEP "p99"]), N2[k], SE[k], RSS[k] / 1024, PSS[k] / 1024, med(L[k SUBSEP "load"]), med(L[k SUBSEP "foreign"])
+			printf "| %s | %s | %s | %.0f | %.2f | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f |\n", C[j], t, used, med(L[k SUBSEP "rps"]), med(L[k SUBSEP "cores"]), med(L[k SUBSEP "kpcs"]), med(L[k SUBSEP "p50"]), med(L[k SUBSEP "p99"]), N2[k], SE[k], RSS[k] / 1024, PSS[k] / 1024, med(L[k SUBSEP "load"]), med(L[k SUBSEP "foreign"])
 		}
 	}
 	print ""
 	print "## Every round"
 	print ""
-	print "| profile | conns | round | proxy | req/s | proxy CPU (cores) | k req / CPU-s | p50 ms | p99 ms | non-2xx | socket errors | RSS MiB | PSS MiB | CPU " '"$PROXY_CPU"' " busy | CPU " '"$LOAD_CPU"' " busy |"
+	print "| profile | conns | round | proxy | req/s | proxy CPU (cores) | k req / CPU-s | p50 ms | p99 ms | non-2xx | socket errors | RSS MiB | PSS MiB | CPU " PCPU " busy | CPU " LCPU " busy |"
 	print "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for (x = 1; x <= NR; x++) print raw[x]
 }' "$ROWS" >>"$REPORT"
