@@ -15,6 +15,7 @@ import (
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 	"github.com/sluice-gw/sluice/internal/plugins/redirect"
 	requestvalidation "github.com/sluice-gw/sluice/internal/plugins/request-validation"
+	trafficsplit "github.com/sluice-gw/sluice/internal/plugins/traffic-split"
 )
 
 // Defs returns the definitions of all built-in plugins.
@@ -30,5 +31,6 @@ func Defs() []*plugin.Def {
 		proxyrewrite.Def(),
 		redirect.Def(),
 		requestvalidation.Def(),
+		trafficsplit.Def(),
 	}
 }
