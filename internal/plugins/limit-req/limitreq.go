@@ -209,17 +209,5 @@ func (p *Plugin) Access(r *plugin.Request) {
 }
 
 // Sleep waits d, or less if the client goes away first; then the request
-// ends with 499 (nginx's "client closed request") instead of being proxied.
-func Sleep(r *plugin.Request, d time.Duration) {
-	if r.Context == nil {
-		time.Sleep(d)
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-r.Context.Done():
-		r.Exit(499, "")
-	}
-}
+// ends with 499 instead of being proxied.
+func Sleep(r *plugin.Request, d time.Duration) { limitkit.Sleep(r, d) }

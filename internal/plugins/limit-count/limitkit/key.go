@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/expr"
+	"github.com/sluice-gw/sluice/internal/plugin"
 )
 
 // Key types of the limit plugins' key_type field.
@@ -127,4 +129,21 @@ func (n Num) Resolve(c *engine.Ctx, allowZero bool) (int64, error) {
 // counters and a changed conf starts fresh ones.
 func Scope(plugin, parent, confHash string) string {
 	return plugin + "\x00" + parent + "\x00" + confHash
+}
+
+// Sleep waits d, or less if the client goes away first; then the request
+// ends with 499 (nginx's "client closed request") instead of going on to
+// the upstream. Delays of limit-req and limit-conn use it.
+func Sleep(r *plugin.Request, d time.Duration) {
+	if r.Context == nil {
+		time.Sleep(d)
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context.Done():
+		r.Exit(499, "")
+	}
 }
