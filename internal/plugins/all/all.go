@@ -6,12 +6,16 @@ package all
 import (
 	"github.com/sluice-gw/sluice/internal/plugin"
 	basicauth "github.com/sluice-gw/sluice/internal/plugins/basic-auth"
+	consumerrestriction "github.com/sluice-gw/sluice/internal/plugins/consumer-restriction"
 	"github.com/sluice-gw/sluice/internal/plugins/cors"
 	"github.com/sluice-gw/sluice/internal/plugins/csrf"
 	faultinjection "github.com/sluice-gw/sluice/internal/plugins/fault-injection"
+	forwardauth "github.com/sluice-gw/sluice/internal/plugins/forward-auth"
+	hmacauth "github.com/sluice-gw/sluice/internal/plugins/hmac-auth"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
 	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
 	limitreq "github.com/sluice-gw/sluice/internal/plugins/limit-req"
+	multiauth "github.com/sluice-gw/sluice/internal/plugins/multi-auth"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 	"github.com/sluice-gw/sluice/internal/plugins/redirect"
 	requestvalidation "github.com/sluice-gw/sluice/internal/plugins/request-validation"
@@ -20,17 +24,37 @@ import (
 
 // Defs returns the definitions of all built-in plugins.
 func Defs() []*plugin.Def {
-	return []*plugin.Def{
+	var defs []*plugin.Def
+	defs = []*plugin.Def{
 		basicauth.Def(),
+		consumerrestriction.Def(),
 		cors.Def(),
 		csrf.Def(),
 		faultinjection.Def(),
+		forwardauth.Def(),
+		hmacauth.Def(),
 		keyauth.Def(),
 		limitcount.Def(),
 		limitreq.Def(),
+		multiauth.Def(lookupIn(&defs)),
 		proxyrewrite.Def(),
 		redirect.Def(),
 		requestvalidation.Def(),
 		trafficsplit.Def(),
+	}
+	return defs
+}
+
+// lookupIn finds a def by name in *defs when called, i.e. after Defs has
+// filled the list, so multi-auth can build its sub-plugins without
+// importing them.
+func lookupIn(defs *[]*plugin.Def) func(string) (*plugin.Def, bool) {
+	return func(name string) (*plugin.Def, bool) {
+		for _, d := range *defs {
+			if d.Name == name {
+				return d, true
+			}
+		}
+		return nil, false
 	}
 }
