@@ -13,6 +13,7 @@ import (
 	forwardauth "github.com/sluice-gw/sluice/internal/plugins/forward-auth"
 	hmacauth "github.com/sluice-gw/sluice/internal/plugins/hmac-auth"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
+	limitconn "github.com/sluice-gw/sluice/internal/plugins/limit-conn"
 	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
 	limitreq "github.com/sluice-gw/sluice/internal/plugins/limit-req"
 	multiauth "github.com/sluice-gw/sluice/internal/plugins/multi-auth"
@@ -34,6 +35,7 @@ func Defs() []*plugin.Def {
 		forwardauth.Def(),
 		hmacauth.Def(),
 		keyauth.Def(),
+		limitconn.Def(),
 		limitcount.Def(),
 		limitreq.Def(),
 		multiauth.Def(lookupIn(&defs)),
