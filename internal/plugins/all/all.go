@@ -16,6 +16,7 @@ import (
 	limitconn "github.com/sluice-gw/sluice/internal/plugins/limit-conn"
 	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
 	limitreq "github.com/sluice-gw/sluice/internal/plugins/limit-req"
+	"github.com/sluice-gw/sluice/internal/plugins/mocking"
 	multiauth "github.com/sluice-gw/sluice/internal/plugins/multi-auth"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 	"github.com/sluice-gw/sluice/internal/plugins/redirect"
@@ -38,6 +39,7 @@ func Defs() []*plugin.Def {
 		limitconn.Def(),
 		limitcount.Def(),
 		limitreq.Def(),
+		mocking.Def(),
 		multiauth.Def(lookupIn(&defs)),
 		proxyrewrite.Def(),
 		redirect.Def(),
