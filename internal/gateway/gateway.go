@@ -75,8 +75,19 @@ func Run(ctx context.Context, opt Options) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	shared := &plugin.Shared{}
+	if cfg.Deployment.Role != "control_plane" {
+		for _, d := range reg.Enabled() {
+			if d.Init == nil {
+				continue
+			}
+			if err := d.Init(runCtx, cfg.PluginAttr[d.Name], shared, log); err != nil {
+				return fmt.Errorf("plugin %s: %w", d.Name, err)
+			}
+		}
+	}
 	hc := healthEnv{enabled: !cfg.Apisix.DisableUpstreamHealthcheck, ctx: runCtx, logger: log}
-	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP, hc, reg, &plugin.Shared{}, cfg.PluginAttr), decrypter(keyring, reg))
+	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP, hc, reg, shared, cfg.PluginAttr), decrypter(keyring, reg))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); builder.Run(runCtx) }()

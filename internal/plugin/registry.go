@@ -3,7 +3,9 @@
 package plugin
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"sort"
 	"sync"
 )
@@ -58,6 +60,11 @@ type Def struct {
 	// the consumer is found by (KeyField's value) and whatever the plugin
 	// needs to verify a request (password, secret, ...).
 	NewConsumer func(conf json.RawMessage) (key string, data any, err error)
+	// Init, when set, runs once at gateway start for an enabled plugin,
+	// with plugin_attr.<name>; it starts process-level services (the
+	// prometheus exporter's listener) that stop when ctx ends. shared is
+	// the same Shared that BuildEnv carries.
+	Init func(ctx context.Context, attr map[string]any, shared *Shared, logger *slog.Logger) error
 	// PreferRoute skips the global-rule instance when the route configures
 	// the same plugin (APISIX's run_policy = "prefer_route").
 	PreferRoute bool
