@@ -6,7 +6,6 @@ package uarestriction
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
@@ -54,7 +53,7 @@ func Def() *plugin.Def {
 
 // Plugin is a built ua-restriction instance.
 type Plugin struct {
-	re     *regexp.Regexp
+	rules  *Rules
 	allow  bool
 	bypass bool
 	body   json.RawMessage // {"message":...}, encoded once
@@ -80,17 +79,11 @@ func New(conf json.RawMessage, _ *plugin.BuildEnv) (any, error) {
 	if c.Allowlist != nil {
 		list, p.allow = c.Allowlist, true
 	}
-	// One alternation of all rules: RE2 scans the value once instead of
-	// once per rule. Each rule keeps its own flags inside its group.
-	parts := make([]string, len(list))
-	for i, rule := range list {
-		parts[i] = "(?:" + rule + ")"
-	}
-	re, err := CompileRule(strings.Join(parts, "|"))
+	rules, err := CompileRules(list, false)
 	if err != nil {
 		return nil, err
 	}
-	p.re = re
+	p.rules = rules
 	body, err := json.Marshal(map[string]string{"message": c.Message})
 	if err != nil {
 		return nil, fmt.Errorf("encode message: %w", err)
@@ -128,5 +121,5 @@ func (p *Plugin) Access(r *plugin.Request) {
 }
 
 func (p *Plugin) matches(ua string) bool {
-	return p.re.MatchString(strings.TrimSpace(ua))
+	return p.rules.MatchString(strings.TrimSpace(ua))
 }

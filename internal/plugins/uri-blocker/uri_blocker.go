@@ -22,7 +22,6 @@ package uriblocker
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -74,36 +73,29 @@ func Def() *plugin.Def {
 
 // Plugin is a built uri-blocker instance.
 type Plugin struct {
-	re   *regexp.Regexp
-	code int
-	body any // nil or {"error_msg":...} pre-encoded
-	bufs sync.Pool
+	rules *uarestriction.Rules
+	code  int
+	body  any // nil or {"error_msg":...} pre-encoded
+	bufs  sync.Pool
 }
 
-// New decodes conf with APISIX's defaults, checks each rule and compiles
-// them joined with '|' (prefixed with (?i) when case_insensitive), as
-// APISIX does.
+// New decodes conf with APISIX's defaults and compiles each rule (with
+// (?i) when case_insensitive). APISIX joins the rules with '|' into one
+// PCRE; matching them one by one finds the same requests, except that an
+// inline flag such as (?i) inside one rule no longer leaks into the rules
+// after it, and lets literal rules use a substring search.
 func New(conf json.RawMessage, _ *plugin.BuildEnv) (any, error) {
 	c := Config{RejectedCode: 403}
 	if err := json.Unmarshal(conf, &c); err != nil {
 		return nil, fmt.Errorf("decode conf: %w", err)
 	}
-	for _, rule := range c.BlockRules {
-		if _, err := uarestriction.CompileRule(rule); err != nil {
-			return nil, err
-		}
-	}
-	concat := strings.Join(c.BlockRules, "|")
-	if c.CaseInsensitive {
-		concat = "(?i)" + concat
+	rules, err := uarestriction.CompileRules(c.BlockRules, c.CaseInsensitive)
+	if err != nil {
+		return nil, err
 	}
 	p := &Plugin{code: c.RejectedCode}
 	if len(c.BlockRules) > 0 {
-		re, err := uarestriction.CompileRule(concat)
-		if err != nil {
-			return nil, err
-		}
-		p.re = re
+		p.rules = rules
 	}
 	if c.RejectedMsg != "" {
 		b, err := json.Marshal(map[string]string{"error_msg": c.RejectedMsg})
@@ -118,7 +110,7 @@ func New(conf json.RawMessage, _ *plugin.BuildEnv) (any, error) {
 
 // Rewrite rejects the request when a rule matches its URI.
 func (p *Plugin) Rewrite(r *plugin.Request) {
-	if p.re != nil && p.Blocked(r.Path, r.Query) {
+	if p.rules != nil && p.Blocked(r.Path, r.Query) {
 		r.Exit(p.code, p.body)
 	}
 }
@@ -147,13 +139,13 @@ func (p *Plugin) Blocked(path, query string) bool {
 // in a pooled buffer.
 func (p *Plugin) match(path, query string) bool {
 	if query == "" {
-		return p.re.MatchString(path)
+		return p.rules.MatchString(path)
 	}
 	bp := p.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], path...)
 	b = append(b, '?')
 	b = append(b, query...)
-	ok := p.re.Match(b)
+	ok := p.rules.Match(b)
 	*bp = b[:0]
 	p.bufs.Put(bp)
 	return ok
