@@ -9,6 +9,7 @@ import (
 	consumerrestriction "github.com/sluice-gw/sluice/internal/plugins/consumer-restriction"
 	"github.com/sluice-gw/sluice/internal/plugins/cors"
 	"github.com/sluice-gw/sluice/internal/plugins/csrf"
+	"github.com/sluice-gw/sluice/internal/plugins/echo"
 	faultinjection "github.com/sluice-gw/sluice/internal/plugins/fault-injection"
 	forwardauth "github.com/sluice-gw/sluice/internal/plugins/forward-auth"
 	hmacauth "github.com/sluice-gw/sluice/internal/plugins/hmac-auth"
@@ -32,6 +33,7 @@ func Defs() []*plugin.Def {
 		consumerrestriction.Def(),
 		cors.Def(),
 		csrf.Def(),
+		echo.Def(),
 		faultinjection.Def(),
 		forwardauth.Def(),
 		hmacauth.Def(),
