@@ -243,7 +243,11 @@ func (p *Plugin) Authenticate(r *plugin.Request) (ok bool, status int, body any)
 		if r.Env != nil && r.Env.Logger != nil {
 			r.Env.Logger.Debug("hmac-auth: using anonymous consumer", "reason", reason)
 		}
-		c, found := r.Env.Consumers.ByName(p.conf.AnonymousConsumer)
+		var c *plugin.Consumer
+		found := false
+		if r.Env != nil {
+			c, found = r.Env.Consumers.ByName(p.conf.AnonymousConsumer)
+		}
 		if !found {
 			if r.Env != nil && r.Env.Logger != nil {
 				r.Env.Logger.Error("hmac-auth: anonymous consumer not found", "consumer", p.conf.AnonymousConsumer)
