@@ -13,6 +13,7 @@ import (
 	faultinjection "github.com/sluice-gw/sluice/internal/plugins/fault-injection"
 	forwardauth "github.com/sluice-gw/sluice/internal/plugins/forward-auth"
 	hmacauth "github.com/sluice-gw/sluice/internal/plugins/hmac-auth"
+	jwtauth "github.com/sluice-gw/sluice/internal/plugins/jwt-auth"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
 	limitconn "github.com/sluice-gw/sluice/internal/plugins/limit-conn"
 	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
@@ -37,6 +38,7 @@ func Defs() []*plugin.Def {
 		faultinjection.Def(),
 		forwardauth.Def(),
 		hmacauth.Def(),
+		jwtauth.Def(),
 		keyauth.Def(),
 		limitconn.Def(),
 		limitcount.Def(),
