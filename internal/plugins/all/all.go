@@ -5,6 +5,7 @@ package all
 
 import (
 	"github.com/sluice-gw/sluice/internal/plugin"
+	apibreaker "github.com/sluice-gw/sluice/internal/plugins/api-breaker"
 	basicauth "github.com/sluice-gw/sluice/internal/plugins/basic-auth"
 	consumerrestriction "github.com/sluice-gw/sluice/internal/plugins/consumer-restriction"
 	"github.com/sluice-gw/sluice/internal/plugins/cors"
@@ -30,6 +31,7 @@ import (
 func Defs() []*plugin.Def {
 	var defs []*plugin.Def
 	defs = []*plugin.Def{
+		apibreaker.Def(),
 		basicauth.Def(),
 		consumerrestriction.Def(),
 		cors.Def(),
