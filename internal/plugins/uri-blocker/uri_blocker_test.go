@@ -90,7 +90,7 @@ func TestRequests(t *testing.T) {
 		body                    string // checked when not empty
 	}{
 		// From APISIX t/plugin/uri-blocker.t.
-		{"hit", `{"block_rules":["aa"]}`, "/hello", "/hello?aa=1", 403, ""},
+		{"hit", `{"block_rules":["aa"]}`, "/hello", "/hello?aa=1", 403, string(engine.ErrorPage(403))},
 		{"miss", `{"block_rules":["aa"]}`, "/hello", "/hello?bb=1", 200, "ok"},
 		{"several rules", `{"block_rules":["aa","bb","c\\d+"]}`, "/hello", "/hello?c1=2", 403, ""},
 		{"several rules miss", `{"block_rules":["aa","bb","c\\d+"]}`, "/hello", "/hello?cc=2", 200, "ok"},
