@@ -8,6 +8,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
+	limitcount "github.com/sluice-gw/sluice/internal/plugins/limit-count"
 	"github.com/sluice-gw/sluice/internal/plugins/plugintest"
 )
 
@@ -183,6 +184,27 @@ func TestRequests(t *testing.T) {
 				t.Errorf("upstream URI %q, want %q", last.RequestURI, tc.want.upURI)
 			}
 		})
+	}
+}
+
+// TestConsumerPluginsMerged checks that a consumer's own plugins run after
+// key-auth identified it (limit-count in access, as APISIX's tests do).
+func TestConsumerPluginsMerged(t *testing.T) {
+	g := plugintest.Start(t, []*plugin.Def{keyauth.Def(), limitcount.Def()}, nil)
+	rec := plugintest.NewRecorder(t)
+	g.MustAdmin("PUT", "/apisix/admin/consumers", `{"username":"jack","plugins":{"key-auth":{"key":"auth-one"},"limit-count":{"count":1,"time_window":60,"rejected_code":503}}}`)
+	g.MustAdmin("PUT", "/apisix/admin/consumers", `{"username":"rose","plugins":{"key-auth":{"key":"auth-two"}}}`)
+	g.MustAdmin("PUT", "/apisix/admin/routes/1", `{"uri":"/a","plugins":{"key-auth":{}},"upstream":`+rec.Upstream()+`}`)
+	for i, tc := range []struct {
+		key    string
+		status int
+	}{{"auth-one", 200}, {"auth-one", 503}, {"auth-two", 200}, {"auth-two", 200}} {
+		if r := g.Do("GET", "/a", map[string]string{"apikey": tc.key}, ""); r.Status != tc.status {
+			t.Fatalf("request %d (%s): status %d, want %d", i, tc.key, r.Status, tc.status)
+		}
+	}
+	if rec.Count() != 3 {
+		t.Fatalf("upstream saw %d requests, want 3", rec.Count())
 	}
 }
 
