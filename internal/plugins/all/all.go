@@ -14,6 +14,7 @@ import (
 	faultinjection "github.com/sluice-gw/sluice/internal/plugins/fault-injection"
 	forwardauth "github.com/sluice-gw/sluice/internal/plugins/forward-auth"
 	hmacauth "github.com/sluice-gw/sluice/internal/plugins/hmac-auth"
+	iprestriction "github.com/sluice-gw/sluice/internal/plugins/ip-restriction"
 	jwtauth "github.com/sluice-gw/sluice/internal/plugins/jwt-auth"
 	keyauth "github.com/sluice-gw/sluice/internal/plugins/key-auth"
 	limitconn "github.com/sluice-gw/sluice/internal/plugins/limit-conn"
@@ -22,9 +23,14 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugins/mocking"
 	multiauth "github.com/sluice-gw/sluice/internal/plugins/multi-auth"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
+	realip "github.com/sluice-gw/sluice/internal/plugins/real-ip"
 	"github.com/sluice-gw/sluice/internal/plugins/redirect"
+	refererrestriction "github.com/sluice-gw/sluice/internal/plugins/referer-restriction"
+	requestid "github.com/sluice-gw/sluice/internal/plugins/request-id"
 	requestvalidation "github.com/sluice-gw/sluice/internal/plugins/request-validation"
 	trafficsplit "github.com/sluice-gw/sluice/internal/plugins/traffic-split"
+	uarestriction "github.com/sluice-gw/sluice/internal/plugins/ua-restriction"
+	uriblocker "github.com/sluice-gw/sluice/internal/plugins/uri-blocker"
 )
 
 // Defs returns the definitions of all built-in plugins.
@@ -40,6 +46,7 @@ func Defs() []*plugin.Def {
 		faultinjection.Def(),
 		forwardauth.Def(),
 		hmacauth.Def(),
+		iprestriction.Def(),
 		jwtauth.Def(),
 		keyauth.Def(),
 		limitconn.Def(),
@@ -48,9 +55,14 @@ func Defs() []*plugin.Def {
 		mocking.Def(),
 		multiauth.Def(lookupIn(&defs)),
 		proxyrewrite.Def(),
+		realip.Def(),
 		redirect.Def(),
+		refererrestriction.Def(),
+		requestid.Def(),
 		requestvalidation.Def(),
 		trafficsplit.Def(),
+		uarestriction.Def(),
+		uriblocker.Def(),
 	}
 	return defs
 }
