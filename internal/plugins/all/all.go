@@ -28,6 +28,7 @@ import (
 	refererrestriction "github.com/sluice-gw/sluice/internal/plugins/referer-restriction"
 	requestid "github.com/sluice-gw/sluice/internal/plugins/request-id"
 	requestvalidation "github.com/sluice-gw/sluice/internal/plugins/request-validation"
+	responserewrite "github.com/sluice-gw/sluice/internal/plugins/response-rewrite"
 	trafficsplit "github.com/sluice-gw/sluice/internal/plugins/traffic-split"
 	uarestriction "github.com/sluice-gw/sluice/internal/plugins/ua-restriction"
 	uriblocker "github.com/sluice-gw/sluice/internal/plugins/uri-blocker"
@@ -60,6 +61,7 @@ func Defs() []*plugin.Def {
 		refererrestriction.Def(),
 		requestid.Def(),
 		requestvalidation.Def(),
+		responserewrite.Def(),
 		trafficsplit.Def(),
 		uarestriction.Def(),
 		uriblocker.Def(),
