@@ -77,7 +77,7 @@ func Def() *plugin.Def {
 // Plugin is a built request-id instance.
 type Plugin struct {
 	header   string // canonical header key
-	valueKey string // where the id is kept for header_filter
+	valueKey string // the variable the id is kept in for header_filter
 	response bool
 	gen      func() string
 }
@@ -137,7 +137,9 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 		r.Header[p.header] = []string{id}
 	}
 	if p.response {
-		r.SetValue(p.valueKey, id)
+		// Kept as a variable rather than in Values: the vars slice keeps
+		// its capacity across pooled requests, so this does not allocate.
+		r.SetVar(p.valueKey, id)
 	}
 	r.SetVar("apisix_request_id", id)
 }
@@ -152,7 +154,7 @@ func (p *Plugin) HeaderFilter(r *plugin.Request) {
 	if vv := h[p.header]; len(vv) > 0 && vv[0] != "" {
 		return
 	}
-	if id, ok := r.Values[p.valueKey].(string); ok && id != "" {
+	if id, ok := r.Var(p.valueKey); ok && id != "" {
 		h[p.header] = []string{id}
 	}
 }
