@@ -127,6 +127,10 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 			c.Reply(404, "application/json", notFoundBody)
 			return
 		}
+		if rt.broken != 0 {
+			c.ReplyError(rt.broken)
+			return
+		}
 		d.proxyRoute(c, nil, data, rt, nil)
 		return
 	}
@@ -544,7 +548,11 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 				}
 			}
 			withParent(confs, r.Plugins, key)
-			if es := pb.entries(confs, false); len(es) > 0 {
+			es, failed := pb.entries(confs, false)
+			switch {
+			case failed:
+				rt.broken = 503
+			case len(es) > 0:
 				rt.chain = plugin.NewChain(es)
 			}
 			if r.EnableWebsocket != nil {

@@ -37,24 +37,28 @@ type confRef struct {
 // entries builds the entries of a merged plugin set. Plugins that are not
 // enabled are skipped silently, as APISIX does in etcd mode; disabled ones
 // (_meta.disable) are left out.
-func (b *pluginBuild) entries(confs map[string]confRef, fromConsumer bool) []*plugin.Entry {
+//
+// A conf that fails to build fails closed: failed is true and the caller
+// must not serve the object without it (a route would otherwise run
+// without its auth or limit plugin).
+func (b *pluginBuild) entries(confs map[string]confRef, fromConsumer bool) (out []*plugin.Entry, failed bool) {
 	names := make([]string, 0, len(confs))
 	for n := range confs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var out []*plugin.Entry
 	for _, name := range names {
 		e, err := b.entry(name, confs[name], fromConsumer)
 		if err != nil {
 			b.errs = append(b.errs, BuildError{Key: confs[name].parent, Error: fmt.Sprintf("plugin %s: %v", name, err)})
+			failed = true
 			continue
 		}
 		if e != nil {
 			out = append(out, e)
 		}
 	}
-	return out
+	return out, failed
 }
 
 func (b *pluginBuild) entry(name string, c confRef, fromConsumer bool) (*plugin.Entry, error) {
@@ -153,7 +157,12 @@ func (b *pluginBuild) globalChain(s *Snapshot) *plugin.Chain {
 			b.errs = append(b.errs, BuildError{Key: "/global_rules/", Error: "plugin " + n + " is configured in several global rules; none of them runs"})
 		}
 	}
-	es := b.entries(confs, false)
+	es, failed := b.entries(confs, false)
+	if failed {
+		// A global rule that cannot run as configured must not be
+		// skipped silently: every request is refused until it is fixed.
+		return plugin.NewChain([]*plugin.Entry{brokenEntry("/global_rules/")})
+	}
 	if len(es) == 0 {
 		return nil
 	}
@@ -187,7 +196,13 @@ func (b *pluginBuild) consumers(s *Snapshot) *plugin.Consumers {
 			}
 			merged[n] = cr
 		}
-		pc.Plugins = b.entries(merged, true)
+		es, failed := b.entries(merged, true)
+		if failed {
+			// The consumer cannot be served as configured: its
+			// credentials are not indexed, so it cannot authenticate.
+			continue
+		}
+		pc.Plugins = es
 		idx.AddConsumer(pc)
 		byName[name] = pc
 	}
@@ -319,4 +334,16 @@ func (f *filterWriter) Abort() {
 	if a, ok := f.w.(engine.Aborter); ok {
 		a.Abort()
 	}
+}
+
+// brokenDef is the stand-in for plugin configuration that failed to build;
+// it answers 503 so a broken security setting fails closed.
+var brokenDef = &plugin.Def{Name: "sluice-broken-config", Priority: 1 << 30}
+
+type brokenPlugin struct{}
+
+func (brokenPlugin) Rewrite(r *plugin.Request) { r.Exit(503, nil) }
+
+func brokenEntry(parent string) *plugin.Entry {
+	return &plugin.Entry{Def: brokenDef, Instance: brokenPlugin{}, Priority: brokenDef.Priority, Parent: parent}
 }
