@@ -22,6 +22,7 @@ import (
 	limitreq "github.com/sluice-gw/sluice/internal/plugins/limit-req"
 	"github.com/sluice-gw/sluice/internal/plugins/mocking"
 	multiauth "github.com/sluice-gw/sluice/internal/plugins/multi-auth"
+	"github.com/sluice-gw/sluice/internal/plugins/prometheus"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 	realip "github.com/sluice-gw/sluice/internal/plugins/real-ip"
 	"github.com/sluice-gw/sluice/internal/plugins/redirect"
@@ -55,6 +56,7 @@ func Defs() []*plugin.Def {
 		limitreq.Def(),
 		mocking.Def(),
 		multiauth.Def(lookupIn(&defs)),
+		prometheus.Def(),
 		proxyrewrite.Def(),
 		realip.Def(),
 		redirect.Def(),
