@@ -207,6 +207,14 @@ func (c *Ctx) ReplyError(status int) {
 	c.Reply(status, ErrorPageContentType, ErrorPage(status))
 }
 
+// SetRemoteAddr replaces the client address (realip, the real-ip plugin);
+// everything that reads it afterwards, $remote_addr included, sees the new
+// one.
+func (c *Ctx) SetRemoteAddr(a netip.AddrPort) {
+	c.RemoteAddr = a
+	c.remoteIP = ""
+}
+
 // RemoteIP returns the client address as text, computed once per request.
 func (c *Ctx) RemoteIP() string {
 	if c.remoteIP == "" && c.RemoteAddr.IsValid() {

@@ -8,6 +8,11 @@ const ErrorPageContentType = "text/html; charset=utf-8"
 // errorTitles are nginx's status lines for its built-in error pages
 // (ngx_http_special_response.c); APISIX clients match on these strings.
 var errorTitles = map[int]string{
+	301: "301 Moved Permanently",
+	302: "302 Found",
+	303: "303 See Other",
+	307: "307 Temporary Redirect",
+	308: "308 Permanent Redirect",
 	400: "400 Bad Request",
 	401: "401 Authorization Required",
 	402: "402 Payment Required",

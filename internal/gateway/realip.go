@@ -72,5 +72,5 @@ func (r *realIP) apply(c *engine.Ctx) {
 	if err != nil {
 		return
 	}
-	c.RemoteAddr = netip.AddrPortFrom(a.Unmap(), c.RemoteAddr.Port())
+	c.SetRemoteAddr(netip.AddrPortFrom(a.Unmap(), c.RemoteAddr.Port()))
 }

@@ -286,13 +286,19 @@ func (r *Request) Exit(status int, body any) {
 		r.Reply(status, ct, r.cur.ErrorResponse)
 		return
 	}
+	// A Content-Type the plugin already set (mocking, fault-injection with
+	// headers) is kept for string bodies.
+	textType := "text/plain; charset=utf-8"
+	if len(r.W.Header()["Content-Type"]) > 0 {
+		textType = ""
+	}
 	switch b := body.(type) {
 	case nil:
 		r.ReplyError(status)
 	case string:
-		r.Reply(status, "text/plain; charset=utf-8", []byte(b))
+		r.Reply(status, textType, []byte(b))
 	case []byte:
-		r.Reply(status, "text/plain; charset=utf-8", b)
+		r.Reply(status, textType, b)
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {

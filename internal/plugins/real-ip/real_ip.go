@@ -119,9 +119,9 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 		r.SetVar("realip_remote_port", strconv.Itoa(int(r.RemoteAddr.Port())))
 	}
 	// The engine's RemoteAddr is what the proxy derives X-Real-IP and
-	// X-Forwarded-For from; the vars shadow any $remote_addr text cached
-	// before this point, so every reader sees the new address.
-	r.RemoteAddr = ap
+	// X-Forwarded-For from; SetRemoteAddr also drops the cached text, and
+	// the vars shadow the built-ins, so every reader sees the new address.
+	r.SetRemoteAddr(ap)
 	r.SetVar("remote_addr", ap.Addr().String())
 	if ap.Port() != 0 {
 		r.SetVar("remote_port", strconv.Itoa(int(ap.Port())))
