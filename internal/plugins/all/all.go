@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugins/mocking"
 	multiauth "github.com/sluice-gw/sluice/internal/plugins/multi-auth"
 	"github.com/sluice-gw/sluice/internal/plugins/prometheus"
+	proxymirror "github.com/sluice-gw/sluice/internal/plugins/proxy-mirror"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 	realip "github.com/sluice-gw/sluice/internal/plugins/real-ip"
 	"github.com/sluice-gw/sluice/internal/plugins/redirect"
@@ -57,6 +58,7 @@ func Defs() []*plugin.Def {
 		mocking.Def(),
 		multiauth.Def(lookupIn(&defs)),
 		prometheus.Def(),
+		proxymirror.Def(),
 		proxyrewrite.Def(),
 		realip.Def(),
 		redirect.Def(),
