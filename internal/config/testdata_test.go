@@ -16,8 +16,11 @@ func TestTestdata(t *testing.T) {
 		warning string   // full warning text, "" for none
 		check   func(t *testing.T, c *Config)
 	}{
-		{file: "apisix-stock.yaml",
-			errs: []string{`testdata/apisix-stock.yaml:12: deployment.role_traditional.config_provider: config_provider "etcd" is not supported yet; use "embedded"`}},
+		{file: "apisix-stock.yaml", check: func(t *testing.T, c *Config) {
+			if c.Deployment.ConfigProvider != "etcd" {
+				t.Errorf("provider = %q, want etcd", c.Deployment.ConfigProvider)
+			}
+		}},
 		{file: "apisix-style.yaml",
 			warning: "testdata/apisix-style.yaml:7: ignoring keys Sluice does not implement: apisix.enable_ipv6, " +
 				"apisix.ssl.listen[0].enable_http3, nginx_config.error_log_level, nginx_config.worker_processes, " +

@@ -197,8 +197,8 @@ func (v *validator) deployment() {
 		case !oneOf(d.ConfigProvider, allowed...):
 			v.add(key, "config_provider %q is not valid for role %q; use one of %s",
 				d.ConfigProvider, d.Role, quoteAll(allowed))
-		case d.ConfigProvider != "embedded":
-			v.add(key, "config_provider %q is not supported yet; use \"embedded\"", d.ConfigProvider)
+		case d.ConfigProvider != "embedded" && d.ConfigProvider != "etcd":
+			v.add(key, "config_provider %q is not supported yet; use \"embedded\" or \"etcd\"", d.ConfigProvider)
 		}
 	}
 
