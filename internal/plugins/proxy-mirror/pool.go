@@ -54,12 +54,32 @@ func ParseTimeouts(attr map[string]any) (Timeouts, error) {
 	return t, nil
 }
 
+// maxTime bounds configured timeouts so that conversions cannot overflow.
+const maxTime = 24 * time.Hour
+
 func parseNginxTime(v any) (time.Duration, error) {
+	d, err := parseNginxTimeRaw(v)
+	if err != nil {
+		return 0, err
+	}
+	if d < 0 || d > maxTime {
+		return 0, fmt.Errorf("invalid time %v: out of range", v)
+	}
+	return d, nil
+}
+
+func parseNginxTimeRaw(v any) (time.Duration, error) {
+	within := func(f float64, unit time.Duration) (time.Duration, error) {
+		if f < 0 || f > float64(maxTime)/float64(unit) {
+			return 0, fmt.Errorf("invalid time %v: out of range", v)
+		}
+		return time.Duration(f * float64(unit)), nil
+	}
 	switch x := v.(type) {
 	case int:
-		return time.Duration(x) * time.Second, nil
+		return within(float64(x), time.Second)
 	case float64:
-		return time.Duration(x * float64(time.Second)), nil
+		return within(x, time.Second)
 	case string:
 		s := strings.TrimSpace(x)
 		for _, u := range []struct {
@@ -68,17 +88,17 @@ func parseNginxTime(v any) (time.Duration, error) {
 		}{{"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}, {"h", time.Hour}} {
 			if n, ok := strings.CutSuffix(s, u.suffix); ok {
 				f, err := strconv.ParseFloat(n, 64)
-				if err != nil || f < 0 {
+				if err != nil {
 					return 0, fmt.Errorf("invalid time %q", x)
 				}
-				return time.Duration(f * float64(u.unit)), nil
+				return within(f, u.unit)
 			}
 		}
 		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || f < 0 {
+		if err != nil {
 			return 0, fmt.Errorf("invalid time %q", x)
 		}
-		return time.Duration(f * float64(time.Second)), nil
+		return within(f, time.Second)
 	}
 	return 0, fmt.Errorf("invalid time %v", v)
 }
