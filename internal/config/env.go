@@ -96,3 +96,19 @@ func inferTag(s string) string {
 	}
 	return "!!str"
 }
+
+// SubstituteEnv applies the `${{VAR}}` / `${{VAR:=default}}` substitution of
+// config.yaml to another YAML tree (the standalone apisix.yaml), so both
+// files follow one rule. file names the source in errors; each unresolvable
+// reference is reported with its line.
+func SubstituteEnv(n *yaml.Node, file string) error {
+	d := &decoder{file: file}
+	d.substituteEnv(n, 0)
+	return d.errs.asError()
+}
+
+// SyntaxError turns a yaml.v3 error into an *Error with the file and the
+// corrected line, as Parse reports config.yaml syntax errors.
+func SyntaxError(err error, file string) error {
+	return (&decoder{file: file}).syntaxError(err)
+}
