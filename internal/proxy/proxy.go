@@ -538,22 +538,102 @@ func setHeader(h engine.Header, k, v string) {
 	h[k] = []string{v}
 }
 
+// Forwarding is what the gateway needs from a forwarder; the net/http
+// based Forwarder and the fast engine's upstream client both implement it.
+type Forwarding interface {
+	Forward(c *engine.Ctx, pick Picker, opt *Options) (int, error)
+}
+
+// HeaderPlan is what forwarding changes in the request header, computed
+// without touching the map, so an engine that writes the upstream request
+// straight to the wire (engine/fast) applies exactly the rules this
+// package applies.
+type HeaderPlan struct {
+	// Upgrade: the request is a WebSocket upgrade to tunnel; send
+	// Upgrade (the client's values) and "Connection: Upgrade".
+	Upgrade bool
+	// TETrailers: send "Te: trailers".
+	TETrailers bool
+	// ClientIP is the address appended to X-Forwarded-For and sent as
+	// X-Real-Ip.
+	ClientIP string
+	// XFFPrior are the incoming X-Forwarded-For values kept in front of
+	// ClientIP (nil when there are none or they are not trusted).
+	XFFPrior []string
+	// Proto, Host and Port are the X-Forwarded-Proto/-Host/-Port values to
+	// send when the matching Set flag is true; otherwise the client's value
+	// (from a trusted peer) stays.
+	Proto, Host, Port          string
+	SetProto, SetHost, SetPort bool
+}
+
+// Replaces reports whether forwarding drops or rewrites the client's
+// header k (canonical), so a wire writer skips it and writes the plan's
+// value instead. Host, Content-Length and framing are the writer's own.
+func (p *HeaderPlan) Replaces(k string) bool {
+	switch k {
+	case "Forwarded", "X-Forwarded-For", "X-Real-Ip":
+		return true
+	case "X-Forwarded-Proto":
+		return p.SetProto
+	case "X-Forwarded-Host":
+		return p.SetHost
+	case "X-Forwarded-Port":
+		return p.SetPort
+	}
+	return engine.IsHopByHop(k)
+}
+
+// PlanHeaders computes the header changes for forwarding c (APISIX
+// semantics, apisix-core.md §3.11). ip is the client address as text, or
+// "" to use c.RemoteIP().
+func PlanHeaders(c *engine.Ctx, opt *Options, ip string) HeaderPlan {
+	h := c.Header
+	var p HeaderPlan
+	p.Upgrade = opt.WebSocket && h.HasToken("Connection", "upgrade") &&
+		strings.EqualFold(h.Get("Upgrade"), "websocket")
+	p.TETrailers = h.HasToken("Te", "trailers")
+	if ip == "" {
+		ip = c.RemoteIP()
+	}
+	p.ClientIP = ip
+	trusted := false
+	if opt.TrustedProxy != nil {
+		trusted = c.RemoteAddr.IsValid() && opt.TrustedProxy(c.RemoteAddr.Addr().Unmap())
+	}
+	if opt.TrustedProxy == nil || trusted {
+		p.XFFPrior = h["X-Forwarded-For"]
+	}
+	if !trusted || len(h["X-Forwarded-Proto"]) == 0 {
+		p.Proto, p.SetProto = c.Scheme, true
+	}
+	if !trusted || len(h["X-Forwarded-Host"]) == 0 {
+		fh := c.RawHost
+		if fh == "" {
+			fh = c.Host
+		}
+		p.Host, p.SetHost = fh, true
+	}
+	if !trusted || len(h["X-Forwarded-Port"]) == 0 {
+		p.Port, p.SetPort = forwardedPort(c), true
+	}
+	return p
+}
+
 // prepareHeaders turns the client's headers into the upstream request's, in
-// place (APISIX semantics, apisix-core.md §3.11). Connection-listed headers
-// were already removed by the engine before any plugin ran, so nothing a
-// plugin or this function adds can be stripped by the client. It reports
-// whether the request is a WebSocket upgrade to tunnel.
+// place, following PlanHeaders. Connection-listed headers were already
+// removed by the engine before any plugin ran, so nothing a plugin or this
+// function adds can be stripped by the client. It reports whether the
+// request is a WebSocket upgrade to tunnel.
 func prepareHeaders(c *engine.Ctx, opt *Options) bool {
 	h := c.Header
 	if h == nil {
 		h = engine.Header{}
 		c.Header = h
 	}
-	upgrade := opt.WebSocket && h.HasToken("Connection", "upgrade") &&
-		strings.EqualFold(h.Get("Upgrade"), "websocket")
-	teTrailers := h.HasToken("Te", "trailers")
+	p := PlanHeaders(c, opt, "")
 	var upg []string
-	if upgrade {
+	if p.Upgrade {
 		upg = h["Upgrade"]
 	}
 	for k := range h {
@@ -561,43 +641,31 @@ func prepareHeaders(c *engine.Ctx, opt *Options) bool {
 			delete(h, k)
 		}
 	}
-	if upgrade {
+	if p.Upgrade {
 		h["Upgrade"] = upg
 		h["Connection"] = []string{"Upgrade"}
 	}
-	if teTrailers {
+	if p.TETrailers {
 		h["Te"] = []string{"trailers"}
 	}
 	delete(h, "Forwarded")
-
-	ip := c.RemoteIP()
-	trusted := false
-	if opt.TrustedProxy != nil {
-		trusted = c.RemoteAddr.IsValid() && opt.TrustedProxy(c.RemoteAddr.Addr().Unmap())
-		if !trusted {
-			delete(h, "X-Forwarded-For")
-		}
-	}
-	if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-		setHeader(h, "X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
+	if len(p.XFFPrior) > 0 {
+		setHeader(h, "X-Forwarded-For", strings.Join(p.XFFPrior, ", ")+", "+p.ClientIP)
 	} else {
-		h["X-Forwarded-For"] = []string{ip}
+		delete(h, "X-Forwarded-For")
+		h["X-Forwarded-For"] = []string{p.ClientIP}
 	}
-	setHeader(h, "X-Real-Ip", ip)
-	if !trusted || len(h["X-Forwarded-Proto"]) == 0 {
-		setHeader(h, "X-Forwarded-Proto", c.Scheme)
+	setHeader(h, "X-Real-Ip", p.ClientIP)
+	if p.SetProto {
+		setHeader(h, "X-Forwarded-Proto", p.Proto)
 	}
-	if !trusted || len(h["X-Forwarded-Host"]) == 0 {
-		fh := c.RawHost
-		if fh == "" {
-			fh = c.Host
-		}
-		setHeader(h, "X-Forwarded-Host", fh)
+	if p.SetHost {
+		setHeader(h, "X-Forwarded-Host", p.Host)
 	}
-	if !trusted || len(h["X-Forwarded-Port"]) == 0 {
-		setHeader(h, "X-Forwarded-Port", forwardedPort(c))
+	if p.SetPort {
+		setHeader(h, "X-Forwarded-Port", p.Port)
 	}
-	return upgrade
+	return p.Upgrade
 }
 
 func forwardedPort(c *engine.Ctx) string {
