@@ -102,6 +102,11 @@ type Ctx struct {
 	Context context.Context
 	// StartTime is when the engine began serving the request.
 	StartTime time.Time
+	// EngineData is the engine's own per-request state (nil for std). The
+	// fast engine stores its connection here so the gateway can tell which
+	// engine a Ctx came from and its upstream client can reach the
+	// connection's buffers and disconnect watcher.
+	EngineData any
 
 	// Response side.
 
@@ -116,6 +121,12 @@ type Ctx struct {
 
 	// RouteID, ServiceID and ConsumerName identify what served the request.
 	RouteID, ServiceID, ConsumerName string
+	// RouteName and ServiceName are the matched objects' names (prometheus
+	// prefer_name, $route_name, $service_name).
+	RouteName, ServiceName string
+	// MatchedURI and MatchedHost are the route pattern and host pattern
+	// that matched (APISIX's matched_uri/matched_host labels).
+	MatchedURI, MatchedHost string
 	// UpstreamAddr is the last upstream node tried (host:port).
 	UpstreamAddr string
 	// UpstreamStatus lists the status of each upstream attempt in order

@@ -55,6 +55,10 @@ func (c *Ctx) Var(name string) (string, bool) {
 		return c.RouteID, c.RouteID != ""
 	case "service_id":
 		return c.ServiceID, c.ServiceID != ""
+	case "route_name":
+		return c.RouteName, c.RouteName != ""
+	case "service_name":
+		return c.ServiceName, c.ServiceName != ""
 	case "consumer_name":
 		return c.ConsumerName, c.ConsumerName != ""
 	case "upstream_addr":

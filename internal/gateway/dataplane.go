@@ -42,13 +42,14 @@ type compiled struct {
 
 // route is a matched route with its service merged in.
 type route struct {
-	id, serviceID string
-	upstream      *upstream // resolved inline or by id; nil with upstreamID set means missing
-	upstreamID    string
-	timeout       *resource.Timeout
-	websocket     bool
-	chain         *plugin.Chain // service + plugin_config + route plugins; nil when none
-	broken        int           // non-zero: answer this status (missing plugin_config)
+	id, serviceID     string
+	name, serviceName string
+	upstream          *upstream // resolved inline or by id; nil with upstreamID set means missing
+	upstreamID        string
+	timeout           *resource.Timeout
+	websocket         bool
+	chain             *plugin.Chain // service + plugin_config + route plugins; nil when none
+	broken            int           // non-zero: answer this status (missing plugin_config)
 }
 
 // upstream is one upstream's runtime: its config, balancer and proxy
@@ -109,6 +110,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 	req := router.Request{Path: path, Host: c.Host, RawHost: c.RawHost, Method: c.Method, RemoteAddr: c.RemoteAddr.Addr().Unmap(), Vars: c}
 	m := data.router.Match(&req, p)
 	if m != nil {
+		c.MatchedURI, c.MatchedHost = p.Pattern(), p.Host()
 		for i := 0; i < p.Len(); i++ {
 			k, v := p.At(i)
 			c.ParamKeys = append(c.ParamKeys, k)
@@ -120,6 +122,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 	if m != nil {
 		rt = m.Value.(*route)
 		c.RouteID, c.ServiceID = rt.id, rt.serviceID
+		c.RouteName, c.ServiceName = rt.name, rt.serviceName
 	}
 	if data.global.Empty() && (rt == nil || rt.chain.Empty()) {
 		// No plugin anywhere: the runtime costs nothing.
@@ -144,6 +147,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 	if rt != nil {
 		chain = rt.chain
 	}
+	r.Route = chain
 	var fw *filterWriter
 	if data.global.HasResponseFilters() || chain.HasResponseFilters() || data.env.Consumers != nil {
 		fw = &filterWriter{w: c.W, r: r, global: data.global, route: chain}
@@ -183,6 +187,7 @@ func (d *dataPlane) phases(r *plugin.Request, data *compiled, rt *route, chain *
 	}
 	if r.Consumer != nil && len(r.Consumer.Plugins) > 0 {
 		chain = chain.WithConsumer(r.Consumer)
+		r.Route = chain
 		if fw != nil {
 			fw.route = chain
 		}
@@ -503,7 +508,7 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 				continue
 			}
 			key := "/routes/" + id
-			rt := &route{id: id, timeout: r.Timeout}
+			rt := &route{id: id, name: r.Name, timeout: r.Timeout}
 			hosts := r.Hosts
 			if r.Host != "" {
 				hosts = []string{r.Host}
@@ -516,7 +521,7 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 					continue
 				}
 				svc = sv
-				rt.serviceID = r.ServiceID
+				rt.serviceID, rt.serviceName = r.ServiceID, sv.Name
 				if len(hosts) == 0 {
 					hosts = svc.Hosts
 				}

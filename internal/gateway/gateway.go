@@ -26,7 +26,9 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/resource"
+	"github.com/sluice-gw/sluice/internal/store"
 	"github.com/sluice-gw/sluice/internal/store/bolt"
+	"github.com/sluice-gw/sluice/internal/store/etcd"
 	"github.com/sluice-gw/sluice/internal/version"
 )
 
@@ -51,7 +53,7 @@ func Run(ctx context.Context, opt Options) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	st, err := bolt.Open(filepath.Join(dataDir, "sluice.db"), bolt.Options{Logger: log})
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -139,7 +141,7 @@ func Run(ctx context.Context, opt Options) error {
 			Store: st, Plugins: reg, Checker: resource.NewChecker(reg),
 			Keys: keys, KeyRequired: cfg.Deployment.Admin.AdminKeyRequired,
 			Allow: allow, CORS: cfg.Deployment.Admin.EnableAdminCORS, Server: server,
-			Prefix: "/apisix", Keyring: keyring,
+			Prefix: keyPrefix(cfg), Keyring: keyring,
 			StreamMode: strings.Contains(cfg.Apisix.ProxyMode, "stream"),
 			Status:     builder.StatusHandler(), Logger: log,
 		})
@@ -234,6 +236,44 @@ func Run(ctx context.Context, opt Options) error {
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// openStore opens the configuration store that
+// deployment.role_<role>.config_provider names: the embedded bbolt file in
+// the data dir, or etcd with deployment.etcd's settings.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Deployment.ConfigProvider != "etcd" {
+		return bolt.Open(filepath.Join(cfg.Sluice.DataDir, "sluice.db"), bolt.Options{Logger: log})
+	}
+	e := cfg.Deployment.Etcd
+	var tlsCfg *tls.Config
+	if e.TLS.Cert != "" || e.TLS.Key != "" || e.TLS.SNI != "" || !e.TLS.Verify {
+		c, err := etcd.ClientTLS(e.TLS.Cert, e.TLS.Key, e.TLS.SNI, e.TLS.Verify, "")
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg = c
+	}
+	// deployment.etcd.timeout bounds each request, as in APISIX; the wait
+	// for a connection is kept short so that the Admin API answers 503
+	// within seconds when etcd is down, whatever the timeout.
+	timeout := time.Duration(e.Timeout) * time.Second
+	return etcd.Open(ctx, etcd.Options{
+		Endpoints: e.Host, Prefix: e.Prefix,
+		DialTimeout: min(timeout, 2*time.Second), RequestTimeout: timeout,
+		Username: e.User, Password: e.Password, TLS: tlsCfg, Logger: log,
+	})
+}
+
+// keyPrefix is the prefix the Admin API shows in "key": APISIX reports the
+// full etcd key, so a custom deployment.etcd.prefix shows there too.
+func keyPrefix(cfg *config.Config) string {
+	if cfg.Deployment.ConfigProvider == "etcd" {
+		if p := strings.TrimRight(cfg.Deployment.Etcd.Prefix, "/"); p != "" {
+			return p
+		}
+	}
+	return "/apisix"
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

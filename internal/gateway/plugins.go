@@ -161,12 +161,16 @@ func (b *pluginBuild) globalChain(s *Snapshot) *plugin.Chain {
 	if failed {
 		// A global rule that cannot run as configured must not be
 		// skipped silently: every request is refused until it is fixed.
-		return plugin.NewChain([]*plugin.Entry{brokenEntry("/global_rules/")})
+		ch := plugin.NewChain([]*plugin.Entry{brokenEntry("/global_rules/")})
+		ch.Global = true
+		return ch
 	}
 	if len(es) == 0 {
 		return nil
 	}
-	return plugin.NewChain(es)
+	ch := plugin.NewChain(es)
+	ch.Global = true
+	return ch
 }
 
 // consumers builds the consumer index: every auth plugin conf on consumers

@@ -54,6 +54,10 @@ type Entry struct {
 // Chain is a compiled, priority-ordered list of plugin instances with the
 // per-phase lists precomputed. It is immutable once built.
 type Chain struct {
+	// Global marks the merged global-rule chain: its PreferRoute plugins
+	// step aside when the route configures the same plugin.
+	Global bool
+
 	Entries                                                     []*Entry
 	rewrite, access, beforeProxy, headerFilter, bodyFilter, log []*Entry
 	index                                                       map[*Entry]int
@@ -255,6 +259,10 @@ type Request struct {
 	// knows how to compile.
 	Upstream any
 
+	// Route is the route's chain for this request (after the consumer
+	// merge), used to apply PreferRoute to global rules.
+	Route *Chain
+
 	cur     *Entry
 	exited  bool
 	filters map[*Entry]bool // cached _meta.filter results
@@ -381,7 +389,7 @@ func (c *Chain) BodyFilter(r *Request, chunk []byte, eof bool) []byte {
 		return chunk
 	}
 	for _, e := range c.bodyFilter {
-		if !r.runs(e) {
+		if !r.runs(e) || c.Global && e.Def.PreferRoute && r.Route.Has(e.Def.Name) {
 			continue
 		}
 		r.cur = e
@@ -423,6 +431,9 @@ func (c *Chain) run(r *Request, p phase, only func(*Entry) bool) bool {
 			break
 		}
 		if only != nil && !only(e) {
+			continue
+		}
+		if c.Global && e.Def.PreferRoute && r.Route.Has(e.Def.Name) {
 			continue
 		}
 		if !r.runs(e) {

@@ -7,8 +7,10 @@
 package prometheus
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,7 +81,25 @@ func metadataSchema() json.RawMessage {
 // Def returns the plugin's definition.
 func Def() *plugin.Def {
 	return &plugin.Def{Name: Name, Priority: Priority, Schema: schema, MetadataSchema: metadataSchema(),
-		New: New, PreferRoute: true}
+		New: New, PreferRoute: true, Init: initExporter}
+}
+
+// initExporter starts the export server when the gateway starts (not on
+// the first route that uses the plugin) and stops it at shutdown.
+func initExporter(ctx context.Context, attr map[string]any, shared *plugin.Shared, logger *slog.Logger) error {
+	_, srv, err := EnsureServer(shared, attr)
+	if err != nil {
+		return err
+	}
+	if srv != nil {
+		go func() {
+			<-ctx.Done()
+			if err := srv.Close(); err != nil {
+				logger.Warn("prometheus export server close", "err", err)
+			}
+		}()
+	}
+	return nil
 }
 
 // Config is prometheus's configuration.
@@ -171,6 +191,7 @@ func (p *Plugin) BeforeProxy(r *plugin.Request) {
 type childKey struct {
 	code                                   int
 	route, service, consumer, node, source string
+	matchedURI, matchedHost                string
 	dis                                    *disabled
 }
 
@@ -197,7 +218,17 @@ func (p *Plugin) Log(r *plugin.Request) {
 	now := time.Now()
 	c := r.Ctx
 	e.requests.Add(1)
-	k := childKey{code: c.Status, route: c.RouteID, service: c.ServiceID, consumer: c.ConsumerName,
+	route, service := c.RouteID, c.ServiceID
+	if p.cfg.PreferName {
+		if c.RouteName != "" {
+			route = c.RouteName
+		}
+		if c.ServiceName != "" {
+			service = c.ServiceName
+		}
+	}
+	k := childKey{code: c.Status, route: route, service: service, consumer: c.ConsumerName,
+		matchedURI: c.MatchedURI, matchedHost: c.MatchedHost,
 		node: hostOf(c.UpstreamAddr), source: responseSource(r), dis: e.disabledFor(r.Metadata(Name))}
 	ch := e.child(&k)
 	ch.status.Inc()
@@ -248,6 +279,10 @@ func (e *Exporter) child(k *childKey) *children {
 		switch l {
 		case "route":
 			v = k.route
+		case "matched_uri":
+			v = k.matchedURI
+		case "matched_host":
+			v = k.matchedHost
 		case "service":
 			v = k.service
 		case "consumer":

@@ -174,7 +174,7 @@ func TestMetricsThroughRealRequests(t *testing.T) {
 		check  func(float64) bool
 	}{
 		{"status 200 route 1", "apisix_http_status", map[string]string{"code": "200", "route": "1", "service": "s1", "node": "127.0.0.1",
-			"consumer": "", "matched_uri": "", "request_type": "traditional_http", "response_source": "upstream"}, func(v float64) bool { return v == 3 }},
+			"consumer": "", "matched_uri": "/hello", "request_type": "traditional_http", "response_source": "upstream"}, func(v float64) bool { return v == 3 }},
 		{"status 502 route 3", "apisix_http_status", map[string]string{"code": "502", "route": "3", "service": "", "response_source": "nginx"}, func(v float64) bool { return v == 1 }},
 		{"request latency count", "apisix_http_latency_count", map[string]string{"type": "request", "route": "1"}, func(v float64) bool { return v == 3 }},
 		{"upstream latency count", "apisix_http_latency_count", map[string]string{"type": "upstream", "route": "1"}, func(v float64) bool { return v == 3 }},
