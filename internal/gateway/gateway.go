@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/store"
 	"github.com/sluice-gw/sluice/internal/store/bolt"
 	"github.com/sluice-gw/sluice/internal/store/etcd"
+	"github.com/sluice-gw/sluice/internal/store/yamlfile"
 	"github.com/sluice-gw/sluice/internal/version"
 )
 
@@ -53,7 +54,7 @@ func Run(ctx context.Context, opt Options) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStore(ctx, cfg, log, opt.Plugins)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -240,8 +241,22 @@ func Run(ctx context.Context, opt Options) error {
 
 // openStore opens the configuration store that
 // deployment.role_<role>.config_provider names: the embedded bbolt file in
-// the data dir, or etcd with deployment.etcd's settings.
-func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
+// the data dir, etcd with deployment.etcd's settings, or the standalone
+// conf/apisix.yaml (relative to the working directory, as in APISIX).
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, defs []*plugin.Def) (store.Store, error) {
+	if cfg.Deployment.ConfigProvider == "yaml" {
+		// The file mode is a data plane: Run serves no Admin API for
+		// that role, and the store refuses writes anyway. Traditional
+		// + yaml is APISIX's standalone API mode, which config.Validate
+		// refuses; a hand-built config gets the same answer here.
+		if cfg.Deployment.Role != "data_plane" {
+			return nil, fmt.Errorf("config_provider yaml needs deployment.role data_plane, got %q", cfg.Deployment.Role)
+		}
+		// Items are checked against the plugins config.yaml enables, so
+		// unknown plugins reject their item as in APISIX.
+		reg, _ := plugin.NewRegistry(defs, cfg.Plugins)
+		return yamlfile.Open(yamlfile.Options{Path: yamlfile.DefaultPath, Checker: resource.NewChecker(reg), Logger: log})
+	}
 	if cfg.Deployment.ConfigProvider != "etcd" {
 		return bolt.Open(filepath.Join(cfg.Sluice.DataDir, "sluice.db"), bolt.Options{Logger: log})
 	}
