@@ -1,8 +1,10 @@
 // Package limitcount implements APISIX's limit-count plugin: at most count
 // requests per key in each time_window seconds (fixed or sliding window),
 // with X-RateLimit-* quota headers, counters shared across routes by group,
-// and per-key rules. Only the local policy runs; redis policies are
-// accepted by the schema but refused until a Redis backend exists.
+// and per-key rules. The local policy counts in process; the redis and
+// redis-cluster policies count in Redis with one atomic script call per
+// request, so every node sharing the Redis enforces one limit.
+// redis-sentinel is accepted by the schema but refused.
 package limitcount
 
 import (
@@ -59,6 +61,7 @@ type Config struct {
 	AllowDegradation     bool            `json:"allow_degradation"`
 	ShowLimitQuotaHeader bool            `json:"show_limit_quota_header"`
 	SyncInterval         float64         `json:"sync_interval"`
+	RedisConfig
 }
 
 // rule is a compiled rule: limits (maybe variables) and the key.
@@ -80,6 +83,14 @@ type Plugin struct {
 	handle  *limitkit.Handle[counter]
 	st      *state
 	names   atomic.Pointer[ruleNameCache]
+
+	// redis is the shared Redis backend of the redis policies, nil for
+	// local. redisScope is APISIX's counter key prefix ("<resource
+	// key>:<conf version>:" or "<group>:"); redisFixed is the full
+	// fixed-window key prefix built on it.
+	redis      *redisBackend
+	redisScope string
+	redisFixed string
 }
 
 // ruleNameCache holds each rule's header names for one set of base names.
@@ -118,6 +129,9 @@ type headerNames struct {
 	raw                     []byte
 	limit, remaining, reset string
 }
+
+// failedBody is APISIX's body when the counter backend fails.
+var failedBody = map[string]string{"error_msg": "failed to limit count"}
 
 var defaultNames = &headerNames{limit: "X-RateLimit-Limit", remaining: "X-RateLimit-Remaining", reset: "X-RateLimit-Reset"}
 
@@ -192,7 +206,7 @@ var whitelist = map[string]bool{
 
 func build(raw json.RawMessage, env *plugin.BuildEnv, groups *groupConfs) (any, error) {
 	c := Config{WindowType: "fixed", Key: "remote_addr", KeyType: limitkit.KeyVar, RejectedCode: 503,
-		Policy: "local", ShowLimitQuotaHeader: true, SyncInterval: -1}
+		Policy: "local", ShowLimitQuotaHeader: true, SyncInterval: -1, RedisConfig: defaultRedis}
 	if len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("[]")) {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return nil, fmt.Errorf("invalid conf: %w", err)
@@ -220,7 +234,18 @@ func build(raw json.RawMessage, env *plugin.BuildEnv, groups *groupConfs) (any, 
 		}
 		seen[r.Key] = true
 	}
-	if c.Policy != "local" {
+	switch c.Policy {
+	case "local":
+	case "redis", "redis-cluster":
+		if c.SyncInterval != -1 {
+			if c.SyncInterval < 0.1 {
+				return nil, errors.New("sync_interval should not be smaller than 0.1")
+			}
+			if tw, err := strconv.ParseFloat(string(c.TimeWindow), 64); err == nil && c.SyncInterval >= tw {
+				return nil, errors.New("sync_interval should be smaller than time_window")
+			}
+		}
+	default:
 		return nil, fmt.Errorf("policy %s is not supported yet", c.Policy)
 	}
 	p := &Plugin{conf: c, sliding: c.WindowType == "sliding", hasRule: c.Rules != nil}
@@ -262,6 +287,17 @@ func build(raw json.RawMessage, env *plugin.BuildEnv, groups *groupConfs) (any, 
 		scope = Name + "\x00group\x00" + c.Group
 	}
 	p.handle = limitkit.NewHandle(p.st.reg, scope)
+	if c.Policy != "local" {
+		p.redis = redisBackendFor(env.Shared, c.Policy, &c.RedisConfig)
+		// APISIX's key: plugin-limit-count:v1:<resource key>:<conf version>:<key>,
+		// or plugin-limit-count:v1:<group>:<key> for a group.
+		if c.Group != "" {
+			p.redisScope = c.Group + ":"
+		} else {
+			p.redisScope = "/apisix" + env.Parent + ":" + env.ConfHash + ":"
+		}
+		p.redisFixed = redisKeyPrefix + ":" + keyVersion + ":" + p.redisScope
+	}
 	return p, nil
 }
 
@@ -360,9 +396,29 @@ func (p *Plugin) limit(r *plugin.Request, ru *rule, key string, count, tw, now i
 		// Built without an environment (validation only): nothing to count.
 		return false
 	}
-	if p.sliding {
+	switch {
+	case p.redis != nil:
+		var err error
+		if p.redis.err != nil {
+			err = p.redis.err
+		} else if p.sliding {
+			remaining, reset, ok, err = p.redis.incomingSliding(r, p.redisScope+key, count, tw, now)
+		} else {
+			remaining, reset, ok, err = p.redis.incomingFixed(r, p.redisFixed+key, count, tw)
+		}
+		if err != nil {
+			// APISIX: "failed to limit count: <err>", then 500 with a JSON
+			// body unless allow_degradation lets the request through.
+			p.redis.logFailure(r, p.conf.AllowDegradation, err)
+			if p.conf.AllowDegradation {
+				return false
+			}
+			r.Exit(500, failedBody)
+			return true
+		}
+	case p.sliding:
 		remaining, reset, ok = p.incomingSliding(key, count, tw, now)
-	} else {
+	default:
 		remaining, reset, ok = p.incomingFixed(key, count, tw, now)
 	}
 	reset = math.Floor(reset*100) / 100

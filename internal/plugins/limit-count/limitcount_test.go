@@ -44,8 +44,7 @@ func TestConfigValidation(t *testing.T) {
 		{"group and rules", `{"group":"g","rules":[{"count":1,"time_window":10,"key":"${http_company}"}]}`, 400, prefix + `group and rules cannot be specified at the same time"}`},
 		{"duplicate rule keys", `{"rules":[{"count":5,"time_window":10,"key":"${http_company}"},{"count":8,"time_window":20,"key":"${http_company}"}]}`, 400, prefix + `duplicate key '${http_company}' in rules"}`},
 		{"redis needs host", `{"count":2,"time_window":60,"policy":"redis"}`, 400, prefix + `then clause did not match"}`},
-		{"redis refused", `{"count":2,"time_window":60,"policy":"redis","redis_host":"127.0.0.1"}`, 400, prefix + `policy redis is not supported yet"}`},
-		{"redis-cluster refused", `{"count":2,"time_window":60,"policy":"redis-cluster","redis_cluster_nodes":["127.0.0.1:7000"],"redis_cluster_name":"c"}`, 400, prefix + `policy redis-cluster is not supported yet"}`},
+		{"redis sentinel refused", `{"count":2,"time_window":60,"policy":"redis-sentinel","redis_sentinels":[{"host":"127.0.0.1","port":26379}],"redis_master_name":"m"}`, 400, prefix + `policy redis-sentinel is not supported yet"}`},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
