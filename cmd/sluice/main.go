@@ -1,7 +1,7 @@
 // Command sluice is the Sluice API gateway.
 //
 //	sluice run [-c conf/config.yaml]    start the gateway
-//	sluice validate -c FILE             check a config.yaml
+//	sluice validate -c FILE             check a config.yaml or an apisix.yaml
 //	sluice version                      print the version
 package main
 
@@ -14,17 +14,22 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/plugins/all"
+	"github.com/sluice-gw/sluice/internal/resource"
+	"github.com/sluice-gw/sluice/internal/store/yamlfile"
 	"github.com/sluice-gw/sluice/internal/version"
 )
 
 const usage = `usage:
   sluice run [-c FILE]        start the gateway (default config: conf/config.yaml if present)
-  sluice validate -c FILE     check a config.yaml; exits non-zero with file:line errors
+  sluice validate -c FILE     check a config.yaml or a standalone apisix.yaml;
+                              exits non-zero with file:line errors
   sluice version              print the version
 `
 
@@ -68,14 +73,20 @@ func configPath(flagValue string) string {
 func validate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("c", "", "config.yaml to check")
+	path := fs.String("c", "", "config.yaml or apisix.yaml to check")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *path == "" && fs.NArg() > 0 {
+		*path = fs.Arg(0)
 	}
 	p := configPath(*path)
 	if p == "" {
 		fmt.Fprintln(stderr, "validate: no config file (use -c FILE)")
 		return 2
+	}
+	if data, err := os.ReadFile(p); err == nil && isApisixYAML(p, data) {
+		return validateApisixYAML(p, data, stdout, stderr)
 	}
 	_, warns, err := config.Load(p)
 	for _, w := range warns {
@@ -86,6 +97,44 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", p)
+	return 0
+}
+
+// isApisixYAML tells a standalone apisix.yaml from a config.yaml by its
+// name or, failing that, by its content (resource sections at the top
+// level or the "#END" marker).
+func isApisixYAML(path string, data []byte) bool {
+	base := filepath.Base(path)
+	if base == "apisix.yaml" || base == "apisix.yml" {
+		return true
+	}
+	return yamlfile.LooksLikeApisixYAML(data)
+}
+
+// validateApisixYAML checks an apisix.yaml with the code the standalone
+// store loads it with. Plugins are those conf/config.yaml enables when it
+// is there and loads, else every built-in plugin.
+func validateApisixYAML(p string, data []byte, stdout, stderr io.Writer) int {
+	var enabled []string
+	if cp := configPath(""); cp != "" {
+		if cfg, _, err := config.Load(cp); err == nil {
+			enabled = cfg.Plugins
+		}
+	}
+	reg, _ := plugin.NewRegistry(all.Defs(), enabled)
+	cfg, err := yamlfile.Parse(data, p, resource.NewChecker(reg))
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, pr := range cfg.Problems {
+		fmt.Fprintln(stderr, pr.Error())
+	}
+	if len(cfg.Problems) > 0 {
+		fmt.Fprintf(stderr, "%s: %d problem(s); the items above would be skipped\n", p, len(cfg.Problems))
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d items)\n", p, len(cfg.Items))
 	return 0
 }
 

@@ -197,8 +197,14 @@ func (v *validator) deployment() {
 		case !oneOf(d.ConfigProvider, allowed...):
 			v.add(key, "config_provider %q is not valid for role %q; use one of %s",
 				d.ConfigProvider, d.Role, quoteAll(allowed))
-		case d.ConfigProvider != "embedded" && d.ConfigProvider != "etcd":
-			v.add(key, "config_provider %q is not supported yet; use \"embedded\" or \"etcd\"", d.ConfigProvider)
+		case d.ConfigProvider == "yaml" && d.Role == "traditional":
+			// APISIX 3.13+ reads this as the standalone API mode
+			// (/apisix/admin/configs), which Sluice does not implement;
+			// the file mode is a data plane without an Admin API.
+			v.add(key, "config_provider \"yaml\" with role \"traditional\" is APISIX's standalone API mode, which Sluice does not support; "+
+				"for the standalone file mode (conf/apisix.yaml) set deployment.role: data_plane and role_data_plane.config_provider: yaml")
+		case d.ConfigProvider != "embedded" && d.ConfigProvider != "etcd" && d.ConfigProvider != "yaml":
+			v.add(key, "config_provider %q is not supported yet; use \"embedded\", \"etcd\" or \"yaml\"", d.ConfigProvider)
 		}
 	}
 

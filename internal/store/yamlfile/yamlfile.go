@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -198,6 +199,11 @@ func (s *Store) apply(cfg *Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastErr = ""
+	if cfg.Plugins != nil && !slices.Equal(cfg.Plugins, s.plugins) {
+		// APISIX reloads its plugin set from this list; Sluice's
+		// registry is fixed at start, so say so instead of pretending.
+		s.log.Warn("the plugins: list of the standalone file is not applied; enable plugins in config.yaml", "file", s.path, "plugins", strings.Join(cfg.Plugins, ","))
+	}
 	s.plugins = cfg.Plugins
 	s.problems = cfg.Problems
 	rev := s.rev + 1
