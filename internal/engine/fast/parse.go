@@ -1,0 +1,334 @@
+package fast
+
+import (
+	"bufio"
+	"errors"
+	"strings"
+)
+
+// httpError is a request the server answers itself with status and then
+// closes the connection. soft errors are framing verdicts that net/http
+// would have let through and the std engine refuses afterwards; a hard
+// (parse) error found later in the same head wins over them, so both
+// engines give the same status for the same bytes.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+var (
+	errBadRequest      = &httpError{400, "malformed request"}
+	errHeaderTooLarge  = &httpError{431, "request header too large"}
+	errURITooLong      = &httpError{414, "request line too long"}
+	errTooManyHeaders  = &httpError{431, "too many header fields"}
+	errVersion         = &httpError{505, "unsupported HTTP version"}
+	errNotImplemented  = &httpError{501, "unsupported transfer encoding"}
+	errExpectation     = &httpError{417, "unsupported expectation"}
+	errBodyTooLarge    = &httpError{413, "request body too large"}
+	errLineTooLong     = errors.New("line too long")
+	errBareLF          = errors.New("bare LF line ending")
+	errMalformedChunks = errors.New("malformed chunked encoding")
+)
+
+// tokenTable marks RFC 9110 tchar bytes, the only ones allowed in methods
+// and field names.
+var tokenTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return
+}()
+
+// hostTable is golang.org/x/net/http/httpguts' validHostByte: the bytes
+// net/http accepts in a Host header.
+var hostTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!$%&()*+,-.:;=['~]_" {
+		t[c] = true
+	}
+	return
+}()
+
+// validValue reports whether b is a legal field value: no control bytes
+// other than HTAB (NUL, CR, LF, DEL are refused; obs-text is allowed).
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func validValueString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func validHost(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !hostTable[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// readLine returns the next line without its line ending. CRLF is
+// required unless bareLF is allowed; *bare reports a bare LF. The slice is
+// valid until the next read from br. Lines longer than br's buffer are
+// assembled in *long, up to max bytes.
+func readLine(br *bufio.Reader, long *[]byte, max int, allowBareLF bool, bare *bool) ([]byte, int, error) {
+	line, err := br.ReadSlice('\n')
+	n := len(line)
+	if err == bufio.ErrBufferFull {
+		buf := append((*long)[:0], line...)
+		for err == bufio.ErrBufferFull {
+			if len(buf) > max {
+				*long = buf[:0]
+				return nil, len(buf), errLineTooLong
+			}
+			line, err = br.ReadSlice('\n')
+			buf = append(buf, line...)
+		}
+		*long = buf
+		line = buf
+		n = len(buf)
+	}
+	if err != nil {
+		return nil, n, err
+	}
+	line = line[:len(line)-1]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+		*bare = false
+	} else {
+		*bare = true
+		if !allowBareLF {
+			return line, n, errBareLF
+		}
+	}
+	return line, n, nil
+}
+
+// canonicalKey writes the canonical form of a token field name into dst
+// (textproto's CanonicalMIMEHeaderKey for valid names).
+func canonicalKey(dst []byte, name []byte) []byte {
+	upper := true
+	for _, c := range name {
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+		upper = c == '-'
+	}
+	return dst
+}
+
+// commonKeys interns the canonical names most requests and responses use,
+// so parsing them costs no allocation.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
+		"Access-Control-Allow-Origin", "Age", "Allow", "Authorization", "Cache-Control",
+		"Connection", "Content-Disposition", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Location", "Content-Range", "Content-Type", "Cookie",
+		"Date", "Etag", "Expect", "Expires", "Forwarded", "From", "Host", "If-Match",
+		"If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since",
+		"Keep-Alive", "Last-Modified", "Link", "Location", "Max-Forwards", "Origin",
+		"Pragma", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Range",
+		"Referer", "Retry-After", "Sec-Websocket-Accept", "Sec-Websocket-Extensions",
+		"Sec-Websocket-Key", "Sec-Websocket-Protocol", "Sec-Websocket-Version", "Server",
+		"Set-Cookie", "Strict-Transport-Security", "Te", "Trailer", "Transfer-Encoding",
+		"Upgrade", "User-Agent", "Vary", "Via", "Warning", "Www-Authenticate",
+		"X-Api-Key", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port",
+		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id", "X-Powered-By",
+		"X-Content-Type-Options", "X-Frame-Options", "X-Apisix-Upstream-Status",
+		"Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-Dest", "Upgrade-Insecure-Requests",
+		"Dnt", "Priority", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+var commonMethods = [...]string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"}
+
+// strCache turns byte slices into strings and remembers them by position,
+// so a keep-alive client that sends the same header block again (the
+// common case) costs no allocation. Strings are immutable and never
+// reused for other bytes, so handlers may keep them.
+type strCache struct {
+	keys []string // canonical names by header position
+	vals []string // values by header position
+	misc [4]string
+}
+
+func (sc *strCache) key(i int, canon []byte) string {
+	if k, ok := commonKeys[string(canon)]; ok {
+		return k
+	}
+	if i < len(sc.keys) && sc.keys[i] == string(canon) {
+		return sc.keys[i]
+	}
+	s := string(canon)
+	sc.put(&sc.keys, i, s)
+	return s
+}
+
+func (sc *strCache) val(i int, b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if i < len(sc.vals) && sc.vals[i] == string(b) {
+		return sc.vals[i]
+	}
+	s := string(b)
+	sc.put(&sc.vals, i, s)
+	return s
+}
+
+func (sc *strCache) put(dst *[]string, i int, s string) {
+	if i >= 256 {
+		return
+	}
+	for len(*dst) <= i {
+		*dst = append(*dst, "")
+	}
+	(*dst)[i] = s
+}
+
+// slot returns a memoised string for one of a few fixed positions
+// (request target, status reason).
+func (sc *strCache) slot(i int, b []byte) string {
+	if sc.misc[i] == string(b) {
+		return sc.misc[i]
+	}
+	s := string(b)
+	sc.misc[i] = s
+	return s
+}
+
+func internMethod(sc *strCache, b []byte) string {
+	for _, m := range commonMethods {
+		if m == string(b) {
+			return m
+		}
+	}
+	return sc.slot(1, b)
+}
+
+// parseContentLength parses a Content-Length value as net/http does:
+// digits only, no sign, no list, fits in int64.
+func parseContentLength(s string) (int64, bool) {
+	s = strings.Trim(s, " \t")
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// normHost lowercases the host, drops the port and a trailing dot (nginx
+// $host); the same rules as the std engine.
+func normHost(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[:i+1]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if 'A' <= h[i] && h[i] <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// splitAbsolute splits an absolute-form target scheme://authority/path?q
+// into the authority and the origin form; ok is false for anything else.
+func splitAbsolute(uri string) (host, origin string, ok bool) {
+	i := strings.Index(uri, "://")
+	if i <= 0 {
+		return "", "", false
+	}
+	for j := 0; j < i; j++ {
+		c := uri[j]
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !(letter || j > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return "", "", false
+		}
+	}
+	rest := uri[i+3:]
+	j := strings.IndexAny(rest, "/?")
+	if j < 0 {
+		return rest, "/", true
+	}
+	host = rest[:j]
+	if rest[j] == '?' {
+		return host, "/" + rest[j:], true
+	}
+	return host, rest[j:], true
+}
+
+// parseVersion accepts HTTP/1.0 and HTTP/1.1 only (stricter than net/http,
+// which serves HTTP/1.2-1.9 as 1.x; hardening B6).
+func parseVersion(b []byte) (string, int, *httpError) {
+	switch string(b) {
+	case "HTTP/1.1":
+		return "HTTP/1.1", 1, nil
+	case "HTTP/1.0":
+		return "HTTP/1.0", 0, nil
+	}
+	if len(b) == 8 && string(b[:5]) == "HTTP/" && b[6] == '.' &&
+		'0' <= b[5] && b[5] <= '9' && '0' <= b[7] && b[7] <= '9' {
+		return "", 0, errVersion
+	}
+	return "", 0, errBadRequest
+}
+
+// hasToken reports whether the comma-separated list v contains token,
+// case-insensitively.
+func hasToken(v, token string) bool {
+	for v != "" {
+		var tok string
+		tok, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(strings.Trim(tok, " \t"), token) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,850 @@
+// Package fast is the raw-socket HTTP/1.1 engine: one goroutine per client
+// connection, pooled buffers, a strict parser and an upstream client with
+// keep-alive pools, filling the same engine.Ctx as the net/http engine
+// (engine/std) so every layer above behaves identically. HTTP/2 is not
+// spoken here: on TLS listeners connections that negotiate "h2" are handed
+// to a std.Server. docs/engine.md describes the differences and limits.
+package fast
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/engine"
+	"github.com/sluice-gw/sluice/internal/engine/std"
+)
+
+const (
+	readBufSize  = 8 << 10
+	writeBufSize = 8 << 10
+	// maxDrain is how much unread request body is discarded after the
+	// handler to keep the connection (net/http's maxPostHandlerReadBytes).
+	maxDrain = 256 << 10
+)
+
+// Server serves HTTP/1.1 on raw connections and hands each request to an
+// engine.Handler as a pooled engine.Ctx.
+type Server struct {
+	h      engine.Handler
+	lim    std.Limits
+	logger *slog.Logger
+	h2     *std.Server // serves ALPN "h2" connections of ServeTLS
+
+	readers sync.Pool
+	writers sync.Pool
+	dates   dateCache
+
+	mu       sync.Mutex
+	lns      map[net.Listener]struct{}
+	conns    map[*conn]struct{}
+	shutdown atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// New returns a Server for h with the std engine's limits. h2 serves
+// connections that negotiate HTTP/2 on ServeTLS; nil makes ServeTLS offer
+// http/1.1 only.
+func New(h engine.Handler, lim std.Limits, logger *slog.Logger, h2 *std.Server) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{h: h, lim: lim, logger: logger, h2: h2,
+		lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, readBufSize) }
+	s.writers.New = func() any { return bufio.NewWriterSize(nil, writeBufSize) }
+	return s
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("fast: server closed")
+
+// Serve accepts cleartext HTTP/1.1 connections on ln until Shutdown; it
+// returns nil after a clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.serve(ln, nil)
+}
+
+func (s *Server) serve(ln net.Listener, handoff func(net.Conn)) error {
+	s.mu.Lock()
+	if s.shutdown.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		}
+		delay = 0
+		if handoff != nil {
+			go handoff(nc)
+			continue
+		}
+		s.startConn(nc, nil)
+	}
+}
+
+func (s *Server) startConn(nc net.Conn, st *tls.ConnectionState) {
+	cn := &conn{s: s, nc: nc, tlsState: st}
+	s.mu.Lock()
+	if s.shutdown.Load() {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	s.conns[cn] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go cn.serve()
+}
+
+// Shutdown stops accepting, closes idle connections and waits for
+// in-flight requests until ctx ends; then it closes what is left.
+// Hijacked connections (WebSocket tunnels) are not waited for.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown.Store(true)
+	for ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		for cn := range s.conns {
+			if cn.state.Load() == stateIdle {
+				_ = cn.nc.Close()
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			s.mu.Lock()
+			for cn := range s.conns {
+				_ = cn.nc.Close()
+			}
+			s.mu.Unlock()
+			return fmt.Errorf("shutdown: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+const (
+	stateIdle int32 = iota
+	stateActive
+)
+
+// conn is one client connection and everything its requests reuse: the
+// Ctx, the header maps, the response writer and the body reader.
+type conn struct {
+	s        *Server
+	nc       net.Conn
+	tlsState *tls.ConnectionState
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	src      srcReader
+	state    atomic.Int32
+
+	remote, local netip.AddrPort
+	ctx           engine.Ctx
+	cctx          connCtx
+	rw            respWriter
+	body          body
+	reqHdr        engine.Header
+	respHdr       engine.Header
+	trailer       engine.Header
+	vals          []string // backing for request header value slices
+	rvals         []string // backing for response header value slices
+	sc            strCache
+	long          []byte
+	hijacked      bool
+	werr          error
+
+	// per-request
+	closeAfter   bool
+	keepAlive10  bool
+	expect100    bool
+	sent100      bool
+	reqTrailers  bool
+	headerCount  int
+	watch        watcher
+	remoteIPAddr netip.Addr
+	remoteIP     string
+}
+
+func (cn *conn) serve() {
+	s := cn.s
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("panic serving connection", "remote", cn.nc.RemoteAddr().String(),
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			_ = cn.nc.Close()
+		}
+		cn.watch.close(cn)
+		if !cn.hijacked {
+			_ = cn.nc.Close()
+			if cn.br != nil {
+				cn.br.Reset(nil)
+				s.readers.Put(cn.br)
+				cn.bw.Reset(nil)
+				s.writers.Put(cn.bw)
+			}
+		}
+		s.mu.Lock()
+		delete(s.conns, cn)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	if tcp, ok := cn.nc.RemoteAddr().(*net.TCPAddr); ok {
+		cn.remote = tcp.AddrPort()
+	}
+	if tcp, ok := cn.nc.LocalAddr().(*net.TCPAddr); ok {
+		cn.local = tcp.AddrPort()
+	}
+	cn.src.cn = cn
+	cn.br = s.readers.Get().(*bufio.Reader)
+	cn.br.Reset(&cn.src)
+	cn.bw = s.writers.Get().(*bufio.Writer)
+	cn.bw.Reset(cn.nc)
+	cn.reqHdr = make(engine.Header, 16)
+	cn.respHdr = make(engine.Header, 16)
+	cn.rw.cn = cn
+	cn.ctx.ContentLength = -1
+	for {
+		if !cn.serveOne() || s.shutdown.Load() {
+			return
+		}
+	}
+}
+
+// waitRequest waits for the first byte of the next request under the idle
+// timeout (the read-header timeout for the first request), then bounds
+// the rest of the head by the read-header timeout unless it is already
+// buffered: one deadline per request in the common case.
+func (cn *conn) waitRequest(first bool) bool {
+	lim := &cn.s.lim
+	if cn.br.Buffered() == 0 {
+		d := lim.IdleTimeout
+		if first || d <= 0 {
+			d = lim.ReadHeaderTimeout
+		}
+		if d > 0 {
+			_ = cn.nc.SetReadDeadline(time.Now().Add(d))
+		} else {
+			_ = cn.nc.SetReadDeadline(time.Time{})
+		}
+		if _, err := cn.br.Peek(1); err != nil {
+			return false
+		}
+	}
+	cn.state.Store(stateActive)
+	if lim.ReadHeaderTimeout > 0 && !headComplete(cn.br) {
+		_ = cn.nc.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+	}
+	return true
+}
+
+// headComplete reports whether br already holds a whole header block.
+func headComplete(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	for i := 3; i < len(b); i++ {
+		if b[i] == '\n' && b[i-1] == '\r' && b[i-2] == '\n' && b[i-3] == '\r' {
+			return true
+		}
+	}
+	return false
+}
+
+var served atomic.Int64
+
+// serveOne reads, serves and finishes one request; it reports whether the
+// connection may carry another.
+func (cn *conn) serveOne() bool {
+	first := cn.rw.requests == 0
+	if !cn.waitRequest(first) {
+		return false
+	}
+	cn.rw.requests++
+	herr := cn.readRequest()
+	if herr != nil {
+		if herr.status != 0 {
+			cn.reject(herr.status)
+		}
+		return false
+	}
+	c := &cn.ctx
+	cn.rw.reset(cn)
+	c.W = &cn.rw
+	if c.ContentLength != 0 {
+		// A body is streamed under no deadline (net/http's ReadTimeout 0);
+		// the proxy's send timeout governs slow uploads.
+		_ = cn.nc.SetReadDeadline(time.Time{})
+	}
+	cn.s.h.Serve(c)
+	cn.watch.stop(cn)
+	if cn.hijacked {
+		cn.releaseRequest()
+		return false
+	}
+	cn.rw.finish()
+	keep := !cn.closeAfter && !cn.rw.closeAfter && cn.werr == nil && !cn.rw.aborted
+	if keep {
+		keep = cn.drainBody()
+	}
+	cn.releaseRequest()
+	if cn.rw.aborted {
+		_ = cn.bw.Flush()
+		return false
+	}
+	// Pipelined requests already buffered get their responses batched
+	// into one write; otherwise the response goes out now.
+	if cn.br.Buffered() == 0 || !keep {
+		if err := cn.bw.Flush(); err != nil {
+			return false
+		}
+	}
+	cn.state.Store(stateIdle)
+	return keep
+}
+
+// drainBody discards what the handler left of the request body so the
+// next request starts where it should; more than maxDrain, a framing error
+// or an unanswered 100-continue closes the connection instead (A16).
+func (cn *conn) drainBody() bool {
+	b := &cn.body
+	if cn.ctx.ContentLength == 0 || b.done {
+		return b.err == nil
+	}
+	if b.err != nil {
+		return false
+	}
+	if cn.expect100 && !cn.sent100 {
+		return false
+	}
+	b.closed = false
+	b.continue100 = false
+	var buf [512]byte
+	var total int64
+	for total <= maxDrain {
+		n, err := b.Read(buf[:])
+		total += int64(n)
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+func (cn *conn) releaseRequest() {
+	cn.cctx.finish()
+	clear(cn.reqHdr)
+	clear(cn.respHdr)
+	cn.rvals = cn.rvals[:0]
+	if cn.trailer != nil {
+		clear(cn.trailer)
+	}
+	cn.ctx.Reset()
+}
+
+// reject answers a request the engine refuses itself (nginx's error page,
+// as the std engine's reject) and marks the connection for closing.
+func (cn *conn) reject(status int) {
+	page := engine.ErrorPage(status)
+	bw := cn.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(statusLine(status))
+	bw.WriteString("\r\nServer: ")
+	bw.WriteString(serverName)
+	bw.WriteString("\r\nDate: ")
+	bw.Write(cn.s.date())
+	bw.WriteString("\r\nContent-Type: ")
+	bw.WriteString(engine.ErrorPageContentType)
+	bw.WriteString("\r\nContent-Length: ")
+	writeInt(bw, int64(len(page)))
+	bw.WriteString("\r\nConnection: close\r\n\r\n")
+	bw.Write(page)
+	_ = bw.Flush()
+}
+
+func (cn *conn) sendContinue() {
+	if cn.rw.headerSent || cn.sent100 {
+		return
+	}
+	cn.sent100 = true
+	cn.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	if err := cn.bw.Flush(); err != nil {
+		cn.werr = err
+	}
+}
+
+// readRequest parses one request head into cn.ctx. A nil return means the
+// handler may run; a status of 0 means the connection just ended.
+func (cn *conn) readRequest() *httpError {
+	s := cn.s
+	lim := &s.lim
+	c := &cn.ctx
+	maxHead := lim.MaxHeaderBytes
+	if maxHead <= 0 {
+		maxHead = 1 << 20
+	}
+	maxHead += 4096 // net/http's slack over MaxHeaderBytes
+	var soft *httpError
+	setSoft := func(e *httpError) {
+		if soft == nil {
+			soft = e
+		}
+	}
+	total := 0
+	var bare bool
+	// Request line; RFC 9112 §2.2 lets a server skip empty lines first.
+	var line []byte
+	for {
+		l, n, err := readLine(cn.br, &cn.long, maxHead, lim.AllowBareLF, &bare)
+		total += n
+		if err == errBareLF {
+			if len(l) == 0 {
+				continue
+			}
+			setSoft(errBadRequest)
+			err = nil
+		}
+		if err != nil {
+			if err == errLineTooLong {
+				return errHeaderTooLarge
+			}
+			if total == 0 || errors.Is(err, io.EOF) && total == 0 {
+				return &httpError{}
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() && total == 0 {
+				return &httpError{}
+			}
+			return &httpError{} // EOF or timeout mid-head: just close (net/http)
+		}
+		if len(l) > 0 {
+			line = l
+			break
+		}
+		if total > maxHead {
+			return errHeaderTooLarge
+		}
+	}
+	if lim.MaxRequestLine > 0 && len(line) > lim.MaxRequestLine {
+		setSoft(errURITooLong)
+	}
+	sp1 := indexByte(line, ' ')
+	if sp1 <= 0 {
+		return errBadRequest
+	}
+	rest := line[sp1+1:]
+	sp2 := indexByte(rest, ' ')
+	if sp2 < 0 {
+		return errBadRequest
+	}
+	mb, target, vb := line[:sp1], rest[:sp2], rest[sp2+1:]
+	for _, ch := range mb {
+		if !tokenTable[ch] {
+			return errBadRequest
+		}
+	}
+	if len(target) == 0 {
+		return errBadRequest
+	}
+	for _, ch := range target {
+		if ch <= ' ' || ch == 0x7f {
+			return errBadRequest
+		}
+	}
+	proto, minor, verr := parseVersion(vb)
+	if verr != nil {
+		return verr
+	}
+	c.Method = internMethod(&cn.sc, mb)
+	uri := cn.sc.slot(0, target)
+	c.Proto = proto
+
+	// Header fields.
+	h := cn.reqHdr
+	var (
+		hostSeen, clSeen, teSeen bool
+		host, clVal, teVal       string
+		nTE                      int
+		nFields                  int
+		obsFold                  bool
+		hardErr                  *httpError
+		vi                       int
+	)
+	cn.vals = cn.vals[:0]
+	var keyBuf [128]byte
+	for {
+		l, n, err := readLine(cn.br, &cn.long, maxHead, lim.AllowBareLF, &bare)
+		total += n
+		if err == errBareLF {
+			setSoft(errBadRequest)
+			err = nil
+		}
+		if err != nil {
+			if err == errLineTooLong {
+				return errHeaderTooLarge
+			}
+			return &httpError{}
+		}
+		if total > maxHead {
+			return errHeaderTooLarge
+		}
+		if len(l) == 0 {
+			break
+		}
+		if hardErr != nil {
+			continue // keep reading to the end of the head for the status
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			if nFields == 0 {
+				hardErr = errBadRequest
+				continue
+			}
+			obsFold = true // net/http unfolds; the std engine refuses it
+			continue
+		}
+		nFields++
+		colon := -1
+		for i, ch := range l {
+			if ch == ':' {
+				colon = i
+				break
+			}
+			if !tokenTable[ch] {
+				break
+			}
+		}
+		if colon <= 0 {
+			hardErr = errBadRequest
+			continue
+		}
+		v := trimOWS(l[colon+1:])
+		if !validValue(v) {
+			hardErr = errBadRequest
+			continue
+		}
+		name := l[:colon]
+		var canon []byte
+		if len(name) <= len(keyBuf) {
+			canon = canonicalKey(keyBuf[:0], name)
+		} else {
+			canon = canonicalKey(nil, name)
+		}
+		key := cn.sc.key(vi, canon)
+		val := cn.sc.val(vi, v)
+		vi++
+		switch key {
+		case "Host":
+			if hostSeen {
+				hardErr = errBadRequest
+				continue
+			}
+			hostSeen, host = true, val
+			continue // net/http removes Host from the header map
+		case "Content-Length":
+			if clSeen && val != clVal {
+				// net/http compares trimmed values.
+				hardErr = errBadRequest
+				continue
+			}
+			clSeen, clVal = true, val
+		case "Transfer-Encoding":
+			nTE++
+			teSeen, teVal = true, val
+		}
+		cn.addHeader(h, key, val)
+	}
+	if hardErr != nil {
+		return hardErr
+	}
+	if lim.MaxHeaderCount > 0 && nFields > lim.MaxHeaderCount {
+		setSoft(errTooManyHeaders)
+	}
+
+	// Target and Host (RFC 9112 §3.2: absolute-form wins over Host).
+	rawHost := host
+	if uri[0] != '/' {
+		switch {
+		case uri == "*":
+			if c.Method != "OPTIONS" {
+				return errBadRequest
+			}
+		default:
+			ah, origin, ok := splitAbsolute(uri)
+			if !ok || !validHost(ah) {
+				return errBadRequest
+			}
+			uri = origin
+			rawHost = ah
+		}
+	}
+	if minor == 1 && !hostSeen {
+		return errBadRequest
+	}
+	if hostSeen && !validHost(host) {
+		return errBadRequest
+	}
+
+	// Framing (hardening.md §A).
+	c.ContentLength = 0
+	chunked := false
+	if teSeen && minor == 1 {
+		if nTE != 1 || !equalFoldTrim(teVal, "chunked") {
+			return errNotImplemented
+		}
+		chunked = true
+		c.ContentLength = -1
+	} else if clSeen {
+		n, ok := parseContentLength(clVal)
+		if !ok {
+			return errBadRequest
+		}
+		c.ContentLength = n
+	}
+	if teSeen && clSeen || obsFold || teSeen && minor == 0 {
+		setSoft(errBadRequest)
+	}
+	// Expect (net/http: 100-continue on HTTP/1.1 with a body is honoured,
+	// on anything else ignored; other expectations get 417).
+	// The header stays, as with net/http, and travels upstream.
+	cn.expect100, cn.sent100 = false, false
+	if ev, ok := h["Expect"]; ok {
+		if hasToken(ev[0], "100-continue") {
+			if minor == 1 && c.ContentLength != 0 {
+				cn.expect100 = true
+			}
+		} else if ev[0] != "" {
+			// net/http answers 417 before the std engine's checks run.
+			return errExpectation
+		}
+	}
+	if soft != nil {
+		return soft
+	}
+	if uri == "*" {
+		// net/http answers OPTIONS * itself.
+		cn.closeAfter = false
+		cn.replyOptions(c.ContentLength)
+		return &httpError{}
+	}
+	if lim.MaxBodyBytes > 0 && c.ContentLength > lim.MaxBodyBytes {
+		return errBodyTooLarge
+	}
+	rawPath, query := engine.SplitRequestURI(uri)
+	path, ok := engine.NormalizePath(rawPath)
+	if !ok {
+		return errBadRequest
+	}
+
+	// Connection management (RFC 9112 §9.3).
+	cn.closeAfter, cn.keepAlive10 = false, false
+	if conn, ok := h["Connection"]; ok {
+		for _, v := range conn {
+			if hasToken(v, "close") {
+				cn.closeAfter = true
+			}
+			if minor == 0 && hasToken(v, "keep-alive") {
+				cn.keepAlive10 = true
+			}
+		}
+	}
+	if minor == 0 && !cn.keepAlive10 {
+		cn.closeAfter = true
+	}
+
+	dropUnderscoreHeaders(h)
+	h.RemoveConnectionListed()
+
+	c.StartTime = time.Now()
+	c.RequestURI = uri
+	c.RawPath = rawPath
+	c.Path = path
+	c.Query = query
+	c.RawHost = rawHost
+	c.Host = normHost(rawHost)
+	c.Header = h
+	c.RemoteAddr = cn.remote
+	c.LocalAddr = cn.local
+	c.TLS = cn.tlsState
+	c.Scheme = "http"
+	if c.TLS != nil {
+		c.Scheme = "https"
+	}
+	cn.cctx.start(cn)
+	c.Context = &cn.cctx
+	c.EngineData = cn
+	cn.body.reset(cn, cn.br)
+	if c.ContentLength == 0 {
+		c.Body = eofBody{}
+	} else {
+		b := &cn.body
+		b.chunked = chunked
+		b.left = c.ContentLength
+		b.continue100 = cn.expect100
+		if chunked && lim.MaxBodyBytes > 0 {
+			b.limit = lim.MaxBodyBytes
+		}
+		c.Body = b
+		if chunked {
+			if tr, ok := h["Trailer"]; ok {
+				if cn.trailer == nil {
+					cn.trailer = make(engine.Header, 2)
+				}
+				for _, v := range tr {
+					for v != "" {
+						var tok string
+						tok, v, _ = cutComma(v)
+						if tok == "" {
+							continue
+						}
+						k := string(canonicalKey(nil, []byte(tok)))
+						switch k {
+						case "Transfer-Encoding", "Trailer", "Content-Length":
+							return errBadRequest
+						}
+						cn.trailer[k] = nil
+					}
+				}
+				c.Trailer = cn.trailer
+				b.tr = cn.trailer
+			}
+		}
+	}
+	return nil
+}
+
+// addHeader appends val to key's values, taking one-element slices from a
+// per-connection backing array so steady-state requests allocate nothing.
+func (cn *conn) addHeader(h engine.Header, key, val string) {
+	if vv, ok := h[key]; ok {
+		h[key] = append(vv[:len(vv):len(vv)], val)
+		return
+	}
+	if cap(cn.vals)-len(cn.vals) == 0 {
+		// A fresh array: slices handed out earlier keep the old one.
+		cn.vals = make([]string, 0, max(32, 2*cap(cn.vals)))
+	}
+	i := len(cn.vals)
+	cn.vals = append(cn.vals, val)
+	h[key] = cn.vals[i : i+1 : i+1]
+}
+
+func (cn *conn) replyOptions(cl int64) {
+	bw := cn.bw
+	bw.WriteString("HTTP/1.1 200 OK\r\nDate: ")
+	bw.Write(cn.s.date())
+	bw.WriteString("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	_ = bw.Flush()
+}
+
+func cutComma(v string) (tok, rest string, found bool) {
+	for i := 0; i < len(v); i++ {
+		if v[i] == ',' {
+			return trimSpace(v[:i]), v[i+1:], true
+		}
+	}
+	return trimSpace(v), "", false
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func equalFoldTrim(s, t string) bool {
+	s = trimSpace(s)
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a := s[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if a != t[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// dropUnderscoreHeaders removes names with '_' as nginx does by default
+// (underscores_in_headers off; hardening B4), like the std engine.
+func dropUnderscoreHeaders(h engine.Header) {
+	for k := range h {
+		for i := 0; i < len(k); i++ {
+			if k[i] == '_' {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// srcReader is what the connection's bufio.Reader reads from: bytes the
+// disconnect watcher read ahead come first, then the socket.
+type srcReader struct {
+	cn    *conn
+	stash []byte
+	err   error
+}
+
+func (r *srcReader) Read(p []byte) (int, error) {
+	if len(r.stash) > 0 {
+		n := copy(p, r.stash)
+		r.stash = r.stash[n:]
+		return n, nil
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.cn.nc.Read(p)
+}
