@@ -7,12 +7,14 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugin"
 	apibreaker "github.com/sluice-gw/sluice/internal/plugins/api-breaker"
 	basicauth "github.com/sluice-gw/sluice/internal/plugins/basic-auth"
+	"github.com/sluice-gw/sluice/internal/plugins/brotli"
 	consumerrestriction "github.com/sluice-gw/sluice/internal/plugins/consumer-restriction"
 	"github.com/sluice-gw/sluice/internal/plugins/cors"
 	"github.com/sluice-gw/sluice/internal/plugins/csrf"
 	"github.com/sluice-gw/sluice/internal/plugins/echo"
 	faultinjection "github.com/sluice-gw/sluice/internal/plugins/fault-injection"
 	forwardauth "github.com/sluice-gw/sluice/internal/plugins/forward-auth"
+	"github.com/sluice-gw/sluice/internal/plugins/gzip"
 	hmacauth "github.com/sluice-gw/sluice/internal/plugins/hmac-auth"
 	iprestriction "github.com/sluice-gw/sluice/internal/plugins/ip-restriction"
 	jwtauth "github.com/sluice-gw/sluice/internal/plugins/jwt-auth"
@@ -23,6 +25,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugins/mocking"
 	multiauth "github.com/sluice-gw/sluice/internal/plugins/multi-auth"
 	"github.com/sluice-gw/sluice/internal/plugins/prometheus"
+	proxycache "github.com/sluice-gw/sluice/internal/plugins/proxy-cache"
 	proxymirror "github.com/sluice-gw/sluice/internal/plugins/proxy-mirror"
 	proxyrewrite "github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite"
 	realip "github.com/sluice-gw/sluice/internal/plugins/real-ip"
@@ -42,12 +45,14 @@ func Defs() []*plugin.Def {
 	defs = []*plugin.Def{
 		apibreaker.Def(),
 		basicauth.Def(),
+		brotli.Def(),
 		consumerrestriction.Def(),
 		cors.Def(),
 		csrf.Def(),
 		echo.Def(),
 		faultinjection.Def(),
 		forwardauth.Def(),
+		gzip.Def(),
 		hmacauth.Def(),
 		iprestriction.Def(),
 		jwtauth.Def(),
@@ -58,6 +63,7 @@ func Defs() []*plugin.Def {
 		mocking.Def(),
 		multiauth.Def(lookupIn(&defs)),
 		prometheus.Def(),
+		proxycache.Def(),
 		proxymirror.Def(),
 		proxyrewrite.Def(),
 		realip.Def(),
