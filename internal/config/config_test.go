@@ -303,6 +303,8 @@ func TestBad(t *testing.T) {
 			`conf/config.yaml:2: sluice.log_levle: unknown key`},
 		{"log_level", "sluice:\n  log_level: trace\n",
 			`conf/config.yaml:2: sluice.log_level: must be one of "debug", "info", "warn", "error", got "trace"`},
+		{"engine", "sluice:\n  engine: turbo\n",
+			`conf/config.yaml:2: sluice.engine: must be one of "std", "fast", got "turbo"`},
 		{"shutdown_timeout", "sluice:\n  shutdown_timeout: soon\n",
 			`conf/config.yaml:2: sluice.shutdown_timeout: expected a duration such as "10s" or a number of seconds, got "soon"`},
 		{"shutdown_timeout negative", "sluice:\n  shutdown_timeout: -1s\n",

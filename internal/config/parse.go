@@ -634,6 +634,7 @@ func (d *decoder) decodeSluice(c *Config, path string, n *yaml.Node) {
 		"data_dir":         func(p string, v *yaml.Node) { d.str(p, v, &s.DataDir) },
 		"shutdown_timeout": func(p string, v *yaml.Node) { d.duration(p, v, &s.ShutdownTimeout) },
 		"log_level":        func(p string, v *yaml.Node) { d.str(p, v, &s.LogLevel) },
+		"engine":           func(p string, v *yaml.Node) { d.str(p, v, &s.Engine) },
 		"limits": func(p string, v *yaml.Node) {
 			l := &s.Limits
 			d.fields(p, v, map[string]handler{

@@ -252,6 +252,7 @@ func (v *validator) sluice() {
 		v.add("sluice.shutdown_timeout", "must not be negative, got %s", s.ShutdownTimeout)
 	}
 	v.enum("sluice.log_level", s.LogLevel, "debug", "info", "warn", "error")
+	v.enum("sluice.engine", s.Engine, "std", "fast")
 	l := s.Limits
 	for _, f := range []struct {
 		key string
