@@ -34,6 +34,11 @@ deployment:
     admin_listen:
       ip: 127.0.0.1
       port: %d
+plugin_attr:
+  prometheus:
+    # Tests run in parallel processes; the exporter's fixed default port
+    # would collide.
+    enable_export_server: false
 `, httpPort, adminPort)
 }
 
