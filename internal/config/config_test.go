@@ -256,9 +256,9 @@ func TestBad(t *testing.T) {
 		{"role", "deployment:\n  role: standalone\n",
 			`conf/config.yaml:2: deployment.role: must be one of "traditional", "control_plane", "data_plane", got "standalone"`},
 		{"provider yaml traditional", "deployment:\n  role: traditional\n  role_traditional:\n    config_provider: yaml\n",
-			`conf/config.yaml:4: deployment.role_traditional.config_provider: config_provider "yaml" is not supported yet; use "embedded" or "etcd"`},
-		{"provider yaml", "deployment:\n  role: data_plane\n  role_data_plane:\n    config_provider: yaml\n",
-			`conf/config.yaml:4: deployment.role_data_plane.config_provider: config_provider "yaml" is not supported yet; use "embedded" or "etcd"`},
+			`conf/config.yaml:4: deployment.role_traditional.config_provider: config_provider "yaml" with role "traditional" is APISIX's standalone API mode, which Sluice does not support; for the standalone file mode (conf/apisix.yaml) set deployment.role: data_plane and role_data_plane.config_provider: yaml`},
+		{"provider json", "deployment:\n  role: data_plane\n  role_data_plane:\n    config_provider: json\n",
+			`conf/config.yaml:4: deployment.role_data_plane.config_provider: config_provider "json" is not supported yet; use "embedded", "etcd" or "yaml"`},
 		{"provider unknown", "deployment:\n  role_traditional:\n    config_provider: consul\n",
 			`conf/config.yaml:3: deployment.role_traditional.config_provider: config_provider "consul" is not valid for role "traditional"; use one of "embedded", "etcd", "yaml"`},
 		{"provider yaml for control plane", "deployment:\n  role: control_plane\n  role_control_plane:\n    config_provider: yaml\n",
@@ -487,7 +487,7 @@ func TestValidateWithoutFile(t *testing.T) {
 	c.Deployment.ConfigProvider = "yaml"
 	c.Deployment.Admin.AdminKey = []AdminKey{{Name: "x", Key: "y", Role: "god"}}
 	err := c.Validate()
-	want := "deployment.role_traditional.config_provider: config_provider \"yaml\" is not supported yet; use \"embedded\" or \"etcd\"\n" +
+	want := "deployment.role_traditional.config_provider: config_provider \"yaml\" with role \"traditional\" is APISIX's standalone API mode, which Sluice does not support; for the standalone file mode (conf/apisix.yaml) set deployment.role: data_plane and role_data_plane.config_provider: yaml\n" +
 		"deployment.admin.admin_key[0].role: must be \"admin\" or \"viewer\""
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)

@@ -89,7 +89,10 @@ func Def() *plugin.Def {
 func initExporter(ctx context.Context, attr map[string]any, shared *plugin.Shared, logger *slog.Logger) error {
 	_, srv, err := EnsureServer(shared, attr)
 	if err != nil {
-		return err
+		// Metrics keep being recorded; only the scrape endpoint is
+		// missing, which must not keep the gateway from serving traffic.
+		logger.Error("prometheus export server not started", "err", err)
+		return nil
 	}
 	if srv != nil {
 		go func() {
