@@ -66,7 +66,10 @@ func resourceTTL(d directives, expires []string, now time.Time) time.Duration {
 		}
 		return max(t.Sub(now), 0)
 	}
-	return max(time.Duration(secs*float64(time.Second)), 0)
+	// Clamp before converting: a huge max-age means "very long", and an
+	// out-of-range float to Duration conversion is undefined.
+	secs = min(max(secs, 0), 1e9)
+	return time.Duration(secs * float64(time.Second))
 }
 
 // parseHTTPTime accepts the three HTTP date formats, as ngx.parse_http_time.

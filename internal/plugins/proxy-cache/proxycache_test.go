@@ -1,6 +1,7 @@
 package proxycache_test
 
 import (
+	stdgzip "compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
+	gz "github.com/sluice-gw/sluice/internal/plugins/gzip"
 	"github.com/sluice-gw/sluice/internal/plugins/plugintest"
 	proxycache "github.com/sluice-gw/sluice/internal/plugins/proxy-cache"
 )
@@ -330,4 +332,35 @@ func BenchmarkProxyCache(b *testing.B) {
 			}
 		})
 	})
+}
+
+// The cache stores the uncompressed body (proxy-cache's filters run before
+// gzip's) and a HIT is compressed again on the way out, as in APISIX.
+func TestWithGzip(t *testing.T) {
+	g := plugintest.Start(t, []*plugin.Def{proxycache.Def(), gz.Def()}, nil)
+	o := newOrigin(t)
+	g.MustAdmin("PUT", "/apisix/admin/routes/1", `{"uri":"/z","plugins":{"gzip":{"types":"*"},"proxy-cache":{
+		"cache_strategy":"memory","cache_zone":"memory_cache"}},"upstream":`+o.upstream()+`}`)
+	ae := map[string]string{"Accept-Encoding": "gzip"}
+	rs := run(t, g, o, []step{
+		{"GET", "/z?big=500", ae, 200, "MISS", true},
+		{"GET", "/z?big=500", ae, 200, "HIT", false},
+		{"GET", "/z?big=500", map[string]string{"Accept-Encoding": "identity"}, 200, "HIT", false},
+	})
+	for _, r := range rs[:2] {
+		if r.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("not compressed: %v", r.Header)
+		}
+		zr, err := stdgzip.NewReader(strings.NewReader(r.Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(zr)
+		if string(b) != strings.Repeat("x", 500) {
+			t.Fatalf("body %q", b)
+		}
+	}
+	if rs[2].Body != strings.Repeat("x", 500) || rs[2].Header.Get("Content-Encoding") != "" {
+		t.Fatalf("identity hit: %v %q", rs[2].Header, rs[2].Body[:20])
+	}
 }
