@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"strconv"
@@ -136,6 +137,7 @@ func connKey(policy string, c *RedisConfig) string {
 // first use. The holder is stored empty and filled once, so concurrent
 // builds never make (and leak) a second client.
 func redisBackendFor(shared *plugin.Shared, policy string, c *RedisConfig) *redisBackend {
+	quietRedisLogger.Do(func() { redis.SetLogger(debugLogger{}) })
 	b := shared.LoadOrStore(connKey(policy, c), func() any { return &redisBackend{} }).(*redisBackend)
 	b.once.Do(func() {
 		b.timeout = time.Duration(c.RedisTimeout) * time.Millisecond
@@ -146,8 +148,11 @@ func redisBackendFor(shared *plugin.Shared, policy string, c *RedisConfig) *redi
 
 // newRedisClient builds a go-redis client whose every wait is bounded by
 // redis_timeout: dialing, reading, writing and waiting for a pooled
-// connection. Retries and repeated dials are cut down because the request
-// context's deadline (also redis_timeout) bounds the whole call anyway.
+// connection. There are no retries and no repeated dials: each would add a
+// backoff to every request while Redis is down, and the request context's
+// deadline (also redis_timeout) bounds the whole call anyway. Broken pooled
+// connections are dropped by go-redis's health check before reuse, so a
+// restarted Redis is picked up without retries.
 func newRedisClient(policy string, c *RedisConfig) (redis.UniversalClient, error) {
 	timeout := time.Duration(c.RedisTimeout) * time.Millisecond
 	idle := time.Duration(c.RedisKeepaliveTimeout) * time.Millisecond
@@ -178,7 +183,7 @@ func newRedisClient(policy string, c *RedisConfig) (redis.UniversalClient, error
 			WriteTimeout:             timeout,
 			PoolTimeout:              timeout,
 			ContextTimeoutEnabled:    true,
-			MaxRetries:               1,
+			MaxRetries:               -1,
 			DialerRetries:            1,
 			MaxIdleConns:             c.RedisKeepalivePool,
 			ConnMaxIdleTime:          idle,
@@ -202,7 +207,7 @@ func newRedisClient(policy string, c *RedisConfig) (redis.UniversalClient, error
 		WriteTimeout:             timeout,
 		PoolTimeout:              timeout,
 		ContextTimeoutEnabled:    true,
-		MaxRetries:               1,
+		MaxRetries:               -1,
 		DialerRetries:            1,
 		MaxIdleConns:             c.RedisKeepalivePool,
 		ConnMaxIdleTime:          idle,
@@ -210,6 +215,20 @@ func newRedisClient(policy string, c *RedisConfig) (redis.UniversalClient, error
 		DisableIdentity:          true,
 		MaintNotificationsConfig: noMaint,
 	}), nil
+}
+
+// quietRedisLogger replaces go-redis's process-wide logger once. Its
+// default prints every failed dial to stderr, one line per request during
+// an outage; the plugin reports failures itself, rate-limited.
+var quietRedisLogger sync.Once
+
+// debugLogger sends go-redis's messages to slog's default logger at debug
+// level.
+type debugLogger struct{}
+
+// Printf implements go-redis's internal.Logging.
+func (debugLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // errNoClient is returned when the backend has no client.

@@ -1,8 +1,11 @@
 package limitcount_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -380,5 +383,145 @@ func BenchmarkLimitCountRedis(b *testing.B) {
 		if r.Exited() {
 			b.Fatal("rejected")
 		}
+	}
+}
+
+// TestRedisFailureLogging checks that an outage logs at warn (degraded) or
+// error, at most once a second, not once per request.
+func TestRedisFailureLogging(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	for _, tc := range []struct {
+		degrade bool
+		level   string
+		status  int
+	}{{true, "level=WARN", 0}, {false, "level=ERROR", 500}} {
+		t.Run(tc.level, func(t *testing.T) {
+			var buf syncBuffer
+			env := &plugin.Env{Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+			p := newInstance(t, fmt.Sprintf(`{"count":5,"time_window":60,"allow_degradation":%v,%s}`, tc.degrade, redisConf(addr, `,"redis_timeout":100`)), &plugin.Shared{})
+			for i := 0; i < 50; i++ {
+				r, w := newRequest("10.0.0.1")
+				r.Env = env
+				p.Access(r)
+				if r.Exited() != (tc.status != 0) || (tc.status != 0 && w.status != tc.status) {
+					t.Fatalf("request %d: exited=%v status=%d", i, r.Exited(), w.status)
+				}
+			}
+			out := buf.String()
+			if n := strings.Count(out, "failed to limit count"); n != 1 || !strings.Contains(out, tc.level) {
+				t.Fatalf("want one %s line, got %d:\n%s", tc.level, n, out)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRedisKilledMidLoad kills and hangs Redis while requests run in
+// parallel: strict requests get 200 or 500, degraded ones always 200, and
+// no request waits much longer than redis_timeout.
+func TestRedisKilledMidLoad(t *testing.T) {
+	srv := startRedis(t)
+	g := plugintest.Start(t, []*plugin.Def{limitcount.Def()}, nil)
+	rec := plugintest.NewRecorder(t)
+	const timeout = 100 * time.Millisecond
+	extra := fmt.Sprintf(`,"redis_timeout":%d`, timeout.Milliseconds())
+	g.MustAdmin("PUT", "/apisix/admin/routes/1", route("/strict", `{"count":1000000,"time_window":60,`+redisConf(srv.Addr(), extra)+`}`, rec.Upstream()))
+	g.MustAdmin("PUT", "/apisix/admin/routes/2", route("/lenient", `{"count":1000000,"time_window":60,"allow_degradation":true,`+redisConf(srv.Addr(), extra)+`}`, rec.Upstream()))
+
+	type result struct {
+		path   string
+		status int
+		took   time.Duration
+		at     time.Time
+	}
+	t0 := time.Now()
+	stop := make(chan struct{})
+	results := make(chan result, 100000)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			path := []string{"/strict", "/lenient"}[w%2]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				r := g.Do("GET", path, nil, "")
+				results <- result{path, r.Status, time.Since(start), start}
+			}
+		}(w)
+	}
+	time.Sleep(300 * time.Millisecond)
+	srv.Pause() // hung
+	time.Sleep(500 * time.Millisecond)
+	srv.Stop() // killed
+	time.Sleep(500 * time.Millisecond)
+	srv.Start()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(results)
+
+	counts := map[string]map[int]int{"/strict": {}, "/lenient": {}}
+	var slowest time.Duration
+	var last result
+	slow := 0
+	for r := range results {
+		counts[r.path][r.status]++
+		slowest = max(slowest, r.took)
+		if r.took > timeout+50*time.Millisecond && slow < 5 {
+			slow++
+			t.Logf("slow: %s %d took %v at +%v", r.path, r.status, r.took, r.at.Sub(t0).Round(time.Millisecond))
+		}
+		if r.path == "/strict" {
+			last = r
+		}
+	}
+	t.Logf("statuses %v, slowest request %v (redis_timeout %v)", counts, slowest, timeout)
+	for s := range counts["/strict"] {
+		if s != 200 && s != 500 {
+			t.Fatalf("strict status %d", s)
+		}
+	}
+	if len(counts["/lenient"]) != 1 || counts["/lenient"][200] == 0 {
+		t.Fatalf("lenient statuses %v", counts["/lenient"])
+	}
+	if counts["/strict"][500] == 0 || counts["/strict"][200] == 0 {
+		t.Fatalf("strict statuses %v: the outage was not seen", counts["/strict"])
+	}
+	// redis_timeout bounds the Redis call; the rest is proxying, the race
+	// detector and a busy CI machine (stalls of ~200 ms hit every request
+	// at once, including ones that never touch Redis).
+	if slowest > timeout+600*time.Millisecond {
+		t.Fatalf("slowest request %v with redis_timeout %v", slowest, timeout)
+	}
+	if last.status != 200 {
+		t.Fatalf("strict requests did not recover after the restart: last %d", last.status)
 	}
 }
