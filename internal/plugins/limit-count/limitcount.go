@@ -400,8 +400,16 @@ func (p *Plugin) limit(r *plugin.Request, ru *rule, key string, count, tw, now i
 	case p.redis != nil:
 		var err error
 		if p.redis.err != nil {
-			err = p.redis.err
-		} else if p.sliding {
+			// APISIX cannot make the limiter ("failed to fetch limit.count
+			// object"): 500 without a body unless allow_degradation.
+			p.redis.logFailure(r, "failed to fetch limit.count object", p.conf.AllowDegradation, p.redis.err)
+			if p.conf.AllowDegradation {
+				return false
+			}
+			r.Exit(500, nil)
+			return true
+		}
+		if p.sliding {
 			remaining, reset, ok, err = p.redis.incomingSliding(r, p.redisScope+key, count, tw, now)
 		} else {
 			remaining, reset, ok, err = p.redis.incomingFixed(r, p.redisFixed+key, count, tw)
@@ -409,7 +417,7 @@ func (p *Plugin) limit(r *plugin.Request, ru *rule, key string, count, tw, now i
 		if err != nil {
 			// APISIX: "failed to limit count: <err>", then 500 with a JSON
 			// body unless allow_degradation lets the request through.
-			p.redis.logFailure(r, p.conf.AllowDegradation, err)
+			p.redis.logFailure(r, "failed to limit count", p.conf.AllowDegradation, err)
 			if p.conf.AllowDegradation {
 				return false
 			}

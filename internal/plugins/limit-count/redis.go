@@ -175,7 +175,6 @@ func newRedisClient(policy string, c *RedisConfig) (redis.UniversalClient, error
 		}
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:                    addrs,
-			ClientName:               c.RedisClusterName,
 			Password:                 c.RedisPassword,
 			Protocol:                 2,
 			DialTimeout:              timeout,
@@ -305,7 +304,7 @@ func (b *redisBackend) incomingSliding(r *plugin.Request, key string, limit, tw,
 
 // logFailure logs a Redis failure at most once per logEvery per backend,
 // with how many were suppressed since the last line.
-func (b *redisBackend) logFailure(r *plugin.Request, degraded bool, err error) {
+func (b *redisBackend) logFailure(r *plugin.Request, msg string, degraded bool, err error) {
 	if r.Env == nil || r.Env.Logger == nil {
 		return
 	}
@@ -317,9 +316,8 @@ func (b *redisBackend) logFailure(r *plugin.Request, degraded bool, err error) {
 	}
 	dropped := b.dropped.Swap(0)
 	if degraded {
-		r.Env.Logger.Warn("failed to limit count, allow_degradation lets the request through",
-			"plugin", Name, "error", err, "suppressed", dropped)
+		r.Env.Logger.Warn(msg, "plugin", Name, "error", err, "allow_degradation", true, "suppressed", dropped)
 		return
 	}
-	r.Env.Logger.Error("failed to limit count", "plugin", Name, "error", err, "suppressed", dropped)
+	r.Env.Logger.Error(msg, "plugin", Name, "error", err, "suppressed", dropped)
 }

@@ -354,7 +354,7 @@ func TestRedisClusterPolicy(t *testing.T) {
 	}
 	t.Run("bad node address", func(t *testing.T) {
 		g1.MustAdmin("PUT", "/apisix/admin/routes/9", route("/bad", `{"count":7,"time_window":60,"policy":"redis-cluster","redis_cluster_name":"x","redis_cluster_nodes":["no-port"]}`, rec.Upstream()))
-		if r := g1.Do("GET", "/bad", nil, ""); r.Status != 500 {
+		if r := g1.Do("GET", "/bad", nil, ""); r.Status != 500 || strings.Contains(r.Body, "error_msg") {
 			t.Fatalf("bad node: %d %s", r.Status, r.Body)
 		}
 	})
