@@ -581,19 +581,19 @@ END {
 	}
 	print "## Summary: Sluice / nginx, requests per proxy CPU-second"
 	print ""
-	printf "Pairs in which either proxy got less than %.2f cores (starved by other work) are left out;\n", MINC
-	print "\"all pairs\" keeps them."
+	printf "Median over pairs in which both proxies got at least %.2f cores; when every pair of a row\n", MINC
+	print "was starved by other work on the machine, the median over all its pairs, marked \"all starved\"."
 	print ""
-	print "| profile | conns | **Sluice / nginx per CPU-s** (median) | range | pairs used | all pairs: median (range) | Sluice / nginx req/s (median) | nginx k req/CPU-s | Sluice k req/CPU-s |"
-	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "| profile | conns | **Sluice / nginx per CPU-s** | range | basis | all pairs: median (range) | Sluice / nginx req/s | nginx k req/CPU-s | Sluice k req/CPU-s |"
+	print "|---|---:|---:|---:|---|---:|---:|---:|---:|"
 	for (i = 1; i <= np; i++) for (j = 1; j <= nc; j++) {
 		pc = P[i] SUBSEP C[j]; all = L[pc SUBSEP "ratio" SUBSEP 0]
 		if (all == "") continue
 		cl = L[pc SUBSEP "ratio" SUBSEP 1]
 		v = (cl == "") ? 0 : 1
-		if (v) lead = sprintf("**%.2f** | %.2f–%.2f", med(cl), lo(cl), hi(cl))
-		else lead = "n/a | n/a"
-		printf "| %s | %s | %s | %d of %d | %.2f (%.2f–%.2f) | %.2f | %.1f | %.1f |\n", name[P[i]], C[j], lead, cnt(cl), cnt(all), med(all), lo(all), hi(all), med(L[pc SUBSEP "rratio" SUBSEP v]), med(L[P[i] SUBSEP C[j] SUBSEP "nginx" SUBSEP v SUBSEP "kpcs"]), med(L[P[i] SUBSEP C[j] SUBSEP "sluice" SUBSEP v SUBSEP "kpcs"])
+		use = v ? cl : all
+		basis = v ? sprintf("%d of %d pairs", cnt(cl), cnt(all)) : sprintf("%d pairs, all starved", cnt(all))
+		printf "| %s | %s | **%.2f** | %.2f–%.2f | %s | %.2f (%.2f–%.2f) | %.2f | %.1f | %.1f |\n", name[P[i]], C[j], med(use), lo(use), hi(use), basis, med(all), lo(all), hi(all), med(L[pc SUBSEP "rratio" SUBSEP v]), med(L[P[i] SUBSEP C[j] SUBSEP "nginx" SUBSEP v SUBSEP "kpcs"]), med(L[P[i] SUBSEP C[j] SUBSEP "sluice" SUBSEP v SUBSEP "kpcs"])
 	}
 	print ""
 	print "## Per profile (medians over rounds that were not starved; errors summed; memory is the maximum after a round)"
