@@ -66,8 +66,11 @@ type upstream struct {
 
 // dataPlane serves traffic from the current snapshot.
 type dataPlane struct {
-	builder    *Builder
-	fwd        *proxy.Forwarder
+	builder *Builder
+	fwd     *proxy.Forwarder
+	// fastFwd forwards requests of the fast engine (sluice.engine: fast);
+	// nil otherwise. It hands Ctxs from the net/http engine to fwd.
+	fastFwd    proxy.Forwarding
 	server     string
 	showStatus bool
 	logger     *slog.Logger
@@ -271,7 +274,11 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 		return t, true
 	}
 	start := time.Now()
-	status, err := d.fwd.Forward(c, pick, &opts)
+	var fwd proxy.Forwarding = d.fwd
+	if d.fastFwd != nil && c.EngineData != nil {
+		fwd = d.fastFwd
+	}
+	status, err := fwd.Forward(c, pick, &opts)
 	if err != nil && status != proxy.StatusClientClosed {
 		// nginx's error log: what failed upstream, never request secrets.
 		d.logger.Warn("upstream request failed", "route", rt.id, "upstream", c.UpstreamAddr, "status", status, "err", err)

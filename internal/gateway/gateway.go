@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/admin"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/crypt"
+	"github.com/sluice-gw/sluice/internal/engine/fast"
 	"github.com/sluice-gw/sluice/internal/engine/std"
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -151,6 +152,7 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 	var engines []*std.Server
+	var fastEngines []*fast.Server
 	if role != "control_plane" {
 		dp := &dataPlane{builder: builder, fwd: proxy.NewForwarder(log), server: server,
 			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log,
@@ -181,6 +183,14 @@ func Run(ctx context.Context, opt Options) error {
 		lim.MaxBodyBytes, lim.MaxConcurrentStreams = int64(l.MaxBodyBytes), uint32(l.MaxConcurrentStreams)
 		eng := std.New(dp, lim, log)
 		engines = append(engines, eng)
+		// sluice.engine: fast serves HTTP/1.1 on raw sockets; h2 on TLS
+		// listeners still goes to eng (docs/engine.md).
+		var feng *fast.Server
+		if cfg.Sluice.Engine == "fast" {
+			feng = fast.New(dp, lim, log, eng)
+			dp.fastFwd = fast.NewForwarder(log, dp.fwd)
+			fastEngines = append(fastEngines, feng)
+		}
 		listen := func(name, addr string, tlsCfg *tls.Config) error {
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -189,9 +199,14 @@ func Run(ctx context.Context, opt Options) error {
 			log.Info("listening", "listener", name, "addr", ln.Addr().String())
 			go func() {
 				var err error
-				if tlsCfg != nil {
+				switch {
+				case feng != nil && tlsCfg != nil:
+					err = feng.ServeTLS(ln, tlsCfg)
+				case feng != nil:
+					err = feng.Serve(ln)
+				case tlsCfg != nil:
 					err = eng.ServeTLS(ln, tlsCfg)
-				} else {
+				default:
 					err = eng.Serve(ln)
 				}
 				if err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -223,6 +238,11 @@ func Run(ctx context.Context, opt Options) error {
 	log.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.Sluice.ShutdownTimeout)
 	defer scancel()
+	for _, e := range fastEngines {
+		if err := e.Shutdown(sctx); err != nil {
+			log.Warn("fast data plane shutdown did not finish in time", "err", err)
+		}
+	}
 	for _, e := range engines {
 		if err := e.Shutdown(sctx); err != nil {
 			log.Warn("data plane shutdown did not finish in time", "err", err)

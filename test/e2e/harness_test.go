@@ -71,7 +71,7 @@ type gw struct {
 // defaultConfig returns a config.yaml for the given ports with a fixed
 // admin key. extra is appended verbatim.
 func defaultConfig(adminPort, httpPort int, extra string) string {
-	return fmt.Sprintf(`apisix:
+	cfg := fmt.Sprintf(`apisix:
   node_listen:
     - ip: 127.0.0.1
       port: %d
@@ -90,6 +90,21 @@ deployment:
       ip: 127.0.0.1
       port: %d
 %s`, httpPort, adminKey, adminPort, extra)
+	return cfg
+}
+
+// withEngine adds sluice.engine from SLUICE_E2E_ENGINE (std|fast) to a
+// config.yaml text, so CI runs the whole suite against both engines;
+// start applies it to every config, including hand-written ones.
+func withEngine(cfg string) string {
+	e := os.Getenv("SLUICE_E2E_ENGINE")
+	if e == "" || strings.Contains(cfg, "\n  engine: ") {
+		return cfg
+	}
+	if i := strings.Index("\n"+cfg, "\nsluice:\n"); i >= 0 {
+		return cfg[:i] + "sluice:\n  engine: " + e + "\n" + cfg[i+len("sluice:\n"):]
+	}
+	return strings.TrimRight(cfg, "\n") + "\nsluice:\n  engine: " + e + "\n"
 }
 
 // newDir makes a fresh working directory for a gateway.
@@ -105,6 +120,7 @@ func start(t testing.TB, dir string, adminPort, httpPort int, cfg string, env ..
 	if err := os.MkdirAll(filepath.Join(dir, "conf"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	cfg = withEngine(cfg)
 	if err := os.WriteFile(filepath.Join(dir, "conf", "config.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
