@@ -667,7 +667,7 @@ func parseHosts(data []byte) map[string][]netip.Addr {
 			continue
 		}
 		for _, name := range f[1:] {
-			name = strings.TrimSuffix(strings.ToLower(name), ".")
+			name = strings.TrimRight(strings.ToLower(name), ".")
 			if name == "" {
 				continue
 			}

@@ -35,6 +35,7 @@ type testDNS struct {
 	zones    map[string]zone
 	counts   map[string]int // "name type net", e.g. "app.test. A udp"
 	udp, tcp *dns.Server
+	stopped  sync.Once
 }
 
 func startDNS(t testing.TB) *testDNS {
@@ -69,14 +70,12 @@ func startDNS(t testing.TB) *testDNS {
 	return s
 }
 
-var stopOnce sync.Map
-
+// stop shuts the server down; later calls (the test's cleanup) do nothing.
 func (s *testDNS) stop() {
-	if _, done := stopOnce.LoadOrStore(s, true); done {
-		return
-	}
-	s.udp.Shutdown()
-	s.tcp.Shutdown()
+	s.stopped.Do(func() {
+		s.udp.Shutdown()
+		s.tcp.Shutdown()
+	})
 }
 
 func (s *testDNS) set(name string, z zone) {
