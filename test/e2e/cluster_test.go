@@ -35,7 +35,8 @@ func clusterConfig(adminPort, httpPort int, role, endpoint, prefix string) strin
     host:
       - %s
     prefix: %s
-    timeout: 3
+    # timeout stays at APISIX's default of 30s: Admin API calls must fail
+    # fast when etcd is down all the same.
 plugin_attr:
   prometheus:
     # Several nodes run on one machine; the exporter's fixed default port
@@ -47,13 +48,29 @@ plugin_attr:
 // startNode starts a traditional node (Admin API and traffic) on etcd.
 func startNode(t *testing.T, srv *etcdtest.Server, prefix string) *gw {
 	t.Helper()
-	a, h := freePort(t), freePort(t)
-	return start(t, newDir(t), a, h, clusterConfig(a, h, "traditional", srv.Endpoint(), prefix))
+	return startRole(t, "traditional", srv, prefix)
 }
 
-// startRole is start for roles that do not serve both the Admin API and
-// traffic: it waits for whichever of the two the role serves.
+// startRole starts a node of the given role on etcd and waits for the
+// listeners that role serves (start waits for both, which the decoupled
+// roles do not have). A free port can be taken by another process before
+// sluice binds it, so a start that fails on a busy port is retried on new
+// ports.
 func startRole(t *testing.T, role string, srv *etcdtest.Server, prefix string) *gw {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		g, busy := launchRole(t, role, srv, prefix)
+		if g != nil {
+			return g
+		}
+		if !busy || attempt == 3 {
+			t.Fatalf("%s node did not start", role)
+		}
+	}
+}
+
+// launchRole is one attempt of startRole; busy reports a port clash.
+func launchRole(t *testing.T, role string, srv *etcdtest.Server, prefix string) (g *gw, busy bool) {
 	t.Helper()
 	dir := newDir(t)
 	a, h := freePort(t), freePort(t)
@@ -64,7 +81,7 @@ func startRole(t *testing.T, role string, srv *etcdtest.Server, prefix string) *
 	if err := os.WriteFile(cfgPath, []byte(clusterConfig(a, h, role, srv.Endpoint(), prefix)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := &gw{t: t, dir: dir, adminPort: a, httpPort: h, done: make(chan struct{})}
+	g = &gw{t: t, dir: dir, adminPort: a, httpPort: h, done: make(chan struct{})}
 	g.cmd = exec.Command(binary, "run", "-c", cfgPath)
 	g.cmd.Dir = dir
 	pr, pw := io.Pipe()
@@ -86,20 +103,35 @@ func startRole(t *testing.T, role string, srv *etcdtest.Server, prefix string) *
 		close(g.done)
 	}()
 	t.Cleanup(g.stop)
-	port := h
-	if role == "control_plane" {
-		port = a
+	var ports []int
+	if role != "data_plane" {
+		ports = append(ports, a)
+	}
+	if role != "control_plane" {
+		ports = append(ports, h)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-g.done:
+			// Let the output reader catch up before looking at it.
+			time.Sleep(50 * time.Millisecond)
+			if strings.Contains(g.output(), "address already in use") {
+				t.Logf("port clash, retrying: %s", strings.TrimSpace(g.output()))
+				return nil, true
+			}
 			t.Fatalf("sluice exited early: %v\n%s", g.exitErr, g.output())
 		default:
 		}
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return g
+		up := 0
+		for _, p := range ports {
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+				c.Close()
+				up++
+			}
+		}
+		if up == len(ports) {
+			return g, false
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s node not ready in time\n%s", role, g.output())

@@ -26,6 +26,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -103,6 +104,18 @@ type Store struct {
 	prefix string
 	log    *slog.Logger
 	closed atomic.Bool
+
+	// maxRev is the highest revision seen in any response. If etcd comes
+	// back with a lower one (restored from an old backup, or a new cluster
+	// on the same address), resumed watches would wait for revisions that
+	// now mean something else, so every watch is ended to force a re-list,
+	// as APISIX does on a lower revision.
+	maxRev atomic.Int64
+	// resetMu guards reset, which is closed (and replaced) to end every
+	// running watch.
+	resetMu sync.Mutex
+	reset   chan struct{}
+	stop    context.CancelFunc
 }
 
 var _ store.Store = (*Store)(nil)
@@ -149,11 +162,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: etcd: connect to %s: %w", store.ErrUnavailable, strings.Join(opts.Endpoints, ","), err)
 	}
-	s := &Store{cli: cli, opts: opts, prefix: opts.Prefix, log: opts.Logger}
+	s := &Store{cli: cli, opts: opts, prefix: opts.Prefix, log: opts.Logger, reset: make(chan struct{})}
 	if _, err := s.Revision(ctx); err != nil {
 		_ = cli.Close()
 		return nil, err
 	}
+	mctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go s.monitor(mctx)
 	s.log.Debug("etcd store opened", "endpoints", opts.Endpoints, "prefix", opts.Prefix)
 	return s, nil
 }
@@ -184,6 +200,52 @@ func ClientTLS(certFile, keyFile, serverName string, verify bool, caFile string)
 	return cfg, nil
 }
 
+// seen records a response's revision.
+func (s *Store) seen(rev int64) {
+	for {
+		cur := s.maxRev.Load()
+		if rev <= cur || s.maxRev.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// resetCh returns the channel that is closed when watches must end.
+func (s *Store) resetCh() <-chan struct{} {
+	s.resetMu.Lock()
+	defer s.resetMu.Unlock()
+	return s.reset
+}
+
+// monitor checks etcd's revision each time the connection comes back after
+// being lost, and ends every watch if the revision went backwards.
+func (s *Store) monitor(ctx context.Context) {
+	conn := s.cli.ActiveConnection()
+	st := conn.GetState()
+	for conn.WaitForStateChange(ctx, st) {
+		prev := st
+		st = conn.GetState()
+		if st != connectivity.Ready || prev == connectivity.Ready {
+			continue
+		}
+		before := s.maxRev.Load()
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.cli.Get(rctx, s.etcdKey(genIDKey), clientv3.WithCountOnly())
+		cancel()
+		if err != nil {
+			continue
+		}
+		if now := resp.Header.Revision; now < before {
+			s.log.Warn("etcd revision went backwards after reconnecting; re-listing", "was", before, "now", now)
+			s.maxRev.Store(now)
+			s.resetMu.Lock()
+			close(s.reset)
+			s.reset = make(chan struct{})
+			s.resetMu.Unlock()
+		}
+	}
+}
+
 // Client returns the underlying etcd client (for tests and tools).
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
@@ -195,6 +257,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.stop()
 	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("etcd: close: %w", err)
 	}
@@ -261,7 +324,9 @@ func (s *Store) request(ctx context.Context, what string) (context.Context, cont
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	cctx, cancelCause := context.WithCancelCause(ctx)
+	rctx, cancelT := context.WithTimeout(cctx, s.opts.RequestTimeout)
+	cancel := func() { cancelT(); cancelCause(nil) }
 	if err := s.waitReady(rctx); err != nil {
 		cancel()
 		if ctx.Err() != nil {
@@ -269,7 +334,40 @@ func (s *Store) request(ctx context.Context, what string) (context.Context, cont
 		}
 		return nil, nil, fmt.Errorf("%w: etcd: %s: %s unreachable: %v", store.ErrUnavailable, what, strings.Join(s.opts.Endpoints, ","), err)
 	}
+	go s.watchdog(rctx, cancelCause)
 	return rctx, cancel, nil
+}
+
+// errConnLost is the cause of a request cancelled by watchdog.
+var errConnLost = errors.New("connection to etcd lost")
+
+// watchdog cancels a request whose connection is lost and does not come
+// back within DialTimeout. The etcd client sends requests with gRPC's
+// wait-for-ready and retries reads on a broken connection, so a request
+// caught by etcd going down would otherwise wait for the whole
+// RequestTimeout (APISIX's default is 30s) before the Admin API answers.
+func (s *Store) watchdog(rctx context.Context, cancel context.CancelCauseFunc) {
+	conn := s.cli.ActiveConnection()
+	st := conn.GetState()
+	for {
+		if st != connectivity.Ready {
+			wctx, stop := context.WithTimeout(rctx, s.opts.DialTimeout)
+			for st != connectivity.Ready && conn.WaitForStateChange(wctx, st) {
+				st = conn.GetState()
+			}
+			stop()
+			if st != connectivity.Ready {
+				if rctx.Err() == nil {
+					cancel(errConnLost)
+				}
+				return
+			}
+		}
+		if !conn.WaitForStateChange(rctx, st) {
+			return
+		}
+		st = conn.GetState()
+	}
 }
 
 // waitReady waits up to DialTimeout for the client connection to be ready.
@@ -303,7 +401,7 @@ func (s *Store) waitReady(ctx context.Context) error {
 // mapErr turns an etcd client failure into the store's errors: the caller's
 // own cancellation stays as it is, a closed client is store.ErrClosed and
 // everything else is store.ErrUnavailable with a readable reason.
-func (s *Store) mapErr(ctx context.Context, what string, err error) error {
+func (s *Store) mapErr(ctx, rctx context.Context, what string, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -314,6 +412,8 @@ func (s *Store) mapErr(ctx context.Context, what string, err error) error {
 		return store.ErrClosed
 	case ctx.Err() != nil:
 		return fmt.Errorf("etcd: %s: %w", what, ctx.Err())
+	case errors.Is(context.Cause(rctx), errConnLost):
+		return fmt.Errorf("%w: etcd: %s: %s: %v", store.ErrUnavailable, what, errConnLost, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: etcd: %s: no answer within %s", store.ErrUnavailable, what, s.opts.RequestTimeout)
 	}
@@ -330,8 +430,9 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 	defer cancel()
 	resp, err := s.cli.Get(rctx, s.etcdKey(key))
 	if err != nil {
-		return store.KV{}, s.mapErr(ctx, what, err)
+		return store.KV{}, s.mapErr(ctx, rctx, what, err)
 	}
+	s.seen(resp.Header.Revision)
 	if len(resp.Kvs) == 0 || hidden(key, resp.Kvs[0].Value) {
 		return store.KV{}, store.ErrNotFound
 	}
@@ -352,8 +453,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, err
 	defer cancel()
 	resp, err := s.cli.Get(rctx, s.etcdKey(prefix), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return nil, 0, s.mapErr(ctx, what, err)
+		return nil, 0, s.mapErr(ctx, rctx, what, err)
 	}
+	s.seen(resp.Header.Revision)
 	out := make([]store.KV, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		key, ok := s.storeKey(kv.Key)
@@ -378,8 +480,9 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	defer cancel()
 	resp, err := s.cli.Get(rctx, s.etcdKey(genIDKey), clientv3.WithCountOnly())
 	if err != nil {
-		return 0, s.mapErr(ctx, "revision", err)
+		return 0, s.mapErr(ctx, rctx, "revision", err)
 	}
+	s.seen(resp.Header.Revision)
 	return resp.Header.Revision, nil
 }
 
@@ -403,7 +506,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, opts store.Pu
 		secs := int64(math.Ceil(opts.TTL.Seconds()))
 		lr, err := s.cli.Grant(rctx, secs)
 		if err != nil {
-			return store.KV{}, false, s.mapErr(ctx, what+": grant lease", err)
+			return store.KV{}, false, s.mapErr(ctx, rctx, what+": grant lease", err)
 		}
 		lease = lr.ID
 		ops = append(ops, clientv3.WithLease(lease))
@@ -417,7 +520,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, opts store.Pu
 		resp, err := s.cli.Put(rctx, ek, string(value), ops...)
 		if err != nil {
 			s.revoke(lease)
-			return store.KV{}, false, s.mapErr(ctx, what, err)
+			return store.KV{}, false, s.mapErr(ctx, rctx, what, err)
 		}
 		rev, prev = resp.Header.Revision, resp.PrevKv
 	} else {
@@ -427,7 +530,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, opts store.Pu
 			Commit()
 		if err != nil {
 			s.revoke(lease)
-			return store.KV{}, false, s.mapErr(ctx, what, err)
+			return store.KV{}, false, s.mapErr(ctx, rctx, what, err)
 		}
 		if !resp.Succeeded {
 			s.revoke(lease)
@@ -440,6 +543,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, opts store.Pu
 			}
 		}
 	}
+	s.seen(rev)
 	v := make([]byte, len(value))
 	copy(v, value)
 	kv := store.KV{Key: key, Value: v, CreateRev: rev, ModRev: rev}
@@ -476,7 +580,7 @@ func (s *Store) Delete(ctx context.Context, key string) (store.KV, error) {
 	defer cancel()
 	resp, err := s.cli.Delete(rctx, s.etcdKey(key), clientv3.WithPrevKV())
 	if err != nil {
-		return store.KV{}, s.mapErr(ctx, what, err)
+		return store.KV{}, s.mapErr(ctx, rctx, what, err)
 	}
 	if resp.Deleted == 0 || len(resp.PrevKvs) == 0 {
 		return store.KV{}, store.ErrNotFound
@@ -498,7 +602,7 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string) (int, error) {
 	defer cancel()
 	resp, err := s.cli.Delete(rctx, s.etcdKey(prefix), clientv3.WithPrefix())
 	if err != nil {
-		return 0, s.mapErr(ctx, what, err)
+		return 0, s.mapErr(ctx, rctx, what, err)
 	}
 	return int(resp.Deleted), nil
 }
@@ -514,7 +618,8 @@ func (s *Store) NextID(ctx context.Context) (int64, error) {
 	defer cancel()
 	resp, err := s.cli.Put(rctx, s.etcdKey(genIDKey), "1")
 	if err != nil {
-		return 0, s.mapErr(ctx, "next id", err)
+		return 0, s.mapErr(ctx, rctx, "next id", err)
 	}
+	s.seen(resp.Header.Revision)
 	return resp.Header.Revision, nil
 }

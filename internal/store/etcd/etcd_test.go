@@ -234,8 +234,12 @@ func TestCompaction(t *testing.T) {
 func TestRestart(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := ctxT(t)
-	const reqTimeout = 3 * time.Second
-	s := openT(t, srv, etcd.Options{RequestTimeout: reqTimeout, DialTimeout: time.Second})
+	// A long request timeout (APISIX's default is 30s) must not make
+	// requests wait for it when etcd is gone: they fail once the
+	// connection has been down for DialTimeout.
+	const reqTimeout, dialTimeout = 20 * time.Second, time.Second
+	const failWithin = 2*dialTimeout + 500*time.Millisecond
+	s := openT(t, srv, etcd.Options{RequestTimeout: reqTimeout, DialTimeout: dialTimeout})
 	kv, _, err := s.Put(ctx, "/routes/1", []byte(`{"v":1}`), store.PutOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +248,41 @@ func TestRestart(t *testing.T) {
 	defer cancel()
 	w := s.Watch(wctx, kv.ModRev)
 
+	// Requests in flight when etcd dies fail fast too.
+	inflight := make(chan time.Duration, 2)
+	for _, write := range []bool{true, false} {
+		go func() {
+			for {
+				start := time.Now()
+				var err error
+				if write {
+					_, _, err = s.Put(ctx, "/loop", []byte("{}"), store.PutOptions{})
+				} else {
+					_, err = s.Get(ctx, "/routes/1")
+				}
+				if err != nil {
+					if !errors.Is(err, store.ErrUnavailable) {
+						t.Errorf("in-flight request: %v, want ErrUnavailable", err)
+					}
+					inflight <- time.Since(start)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
 	srv.Kill()
+	for range 2 {
+		select {
+		case d := <-inflight:
+			if d > failWithin {
+				t.Errorf("request in flight at the kill took %v", d)
+			}
+			t.Logf("request in flight at the kill failed after %v", d.Round(time.Millisecond))
+		case <-time.After(reqTimeout):
+			t.Fatal("request in flight at the kill hangs")
+		}
+	}
 	ops := []struct {
 		name string
 		fn   func() error
@@ -274,16 +312,32 @@ func TestRestart(t *testing.T) {
 			if !errors.Is(err, store.ErrUnavailable) {
 				t.Errorf("err = %v, want ErrUnavailable", err)
 			}
-			if took > reqTimeout+500*time.Millisecond {
-				t.Errorf("took %v, more than the %v request timeout", took, reqTimeout)
+			if took > failWithin {
+				t.Errorf("took %v with etcd down", took)
 			}
 			t.Logf("failed after %v: %v", took.Round(time.Millisecond), err)
 		})
 	}
-	select {
-	case resp := <-w:
-		t.Fatalf("watch delivered while etcd is down: %+v", resp)
-	default:
+	// Drop what the in-flight loop wrote before the kill.
+	var pending []store.Event
+drain:
+	for {
+		select {
+		case resp := <-w:
+			if resp.Err != nil {
+				t.Fatalf("watch ended while etcd is down: %v", resp.Err)
+			}
+			for _, ev := range resp.Events {
+				if ev.KV.Key != "/loop" {
+					pending = append(pending, ev)
+				}
+			}
+		default:
+			break drain
+		}
+	}
+	if len(pending) != 0 {
+		t.Fatalf("watch delivered unexpected events: %+v", pending)
 	}
 
 	srv.Restart()
@@ -305,14 +359,28 @@ func TestRestart(t *testing.T) {
 	if err != nil || string(got.Value) != `{"v":1}` {
 		t.Fatalf("data after restart: %+v, %v", got, err)
 	}
-	select {
-	case resp := <-w:
-		if resp.Err != nil || len(resp.Events) != 1 || resp.Events[0].KV.Key != "/routes/2" || resp.Events[0].KV.ModRev != kv2.ModRev {
-			t.Fatalf("watch after restart delivered %+v", resp)
+	// The watch resumes where it was: a /loop write that etcd committed
+	// just before it died may come first, then the new write.
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case resp := <-w:
+			if resp.Err != nil {
+				t.Fatalf("watch after restart: %v", resp.Err)
+			}
+			for _, ev := range resp.Events {
+				switch {
+				case ev.KV.Key == "/loop" && ev.KV.ModRev < kv2.ModRev:
+				case ev.KV.Key == "/routes/2" && ev.KV.ModRev == kv2.ModRev:
+					t.Logf("watch resumed %v after etcd restarted", time.Since(restarted).Round(time.Millisecond))
+					return
+				default:
+					t.Fatalf("watch after restart delivered %+v", ev)
+				}
+			}
+		case <-timeout:
+			t.Fatal("watch did not resume after restart")
 		}
-		t.Logf("watch resumed %v after etcd restarted", time.Since(restarted).Round(time.Millisecond))
-	case <-time.After(15 * time.Second):
-		t.Fatal("watch did not resume after restart")
 	}
 }
 
@@ -372,5 +440,52 @@ func TestInvalidKeys(t *testing.T) {
 		if _, _, err := s.Put(ctx, k, []byte("x"), store.PutOptions{}); !errors.Is(err, etcd.ErrInvalidKey) {
 			t.Errorf("Put(%q): %v, want ErrInvalidKey", k, err)
 		}
+	}
+}
+
+// TestRevisionWentBack: when etcd comes back with a lower revision (a new,
+// empty cluster on the same address), a running watch ends with an error
+// so the builder re-lists instead of waiting for revisions that now mean
+// something else.
+func TestRevisionWentBack(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := ctxT(t)
+	s := openT(t, srv, etcd.Options{DialTimeout: time.Second})
+	for i := range 20 {
+		if _, _, err := s.Put(ctx, fmt.Sprintf("/routes/%d", i), []byte("{}"), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev, _ := s.Revision(ctx)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := s.Watch(wctx, rev)
+	srv.Wipe()
+	srv.Restart()
+	select {
+	case resp, ok := <-w:
+		if !ok || !errors.Is(resp.Err, store.ErrCompacted) {
+			t.Fatalf("watch after revision went back: %+v ok=%v, want ErrCompacted", resp, ok)
+		}
+		t.Logf("watch ended: %v", resp.Err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("watch did not notice the lower revision")
+	}
+	// A re-list sees the new, empty cluster and a new watch follows it.
+	kvs, rev2, err := s.List(ctx, "/")
+	if err != nil || len(kvs) != 0 || rev2 >= rev {
+		t.Fatalf("List after wipe = %d keys at rev %d (was %d), %v", len(kvs), rev2, rev, err)
+	}
+	w = s.Watch(wctx, rev2)
+	if _, _, err := s.Put(ctx, "/routes/new", []byte("{}"), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-w:
+		if resp.Err != nil || len(resp.Events) != 1 {
+			t.Fatalf("watch on the new cluster: %+v", resp)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event on the new cluster")
 	}
 }

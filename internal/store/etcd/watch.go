@@ -52,8 +52,20 @@ func (s *Store) serveWatch(ctx context.Context, wch clientv3.WatchChan, out chan
 			return false
 		}
 	}
+	reset := s.resetCh()
 	for {
-		resp, ok := <-wch
+		var (
+			resp clientv3.WatchResponse
+			ok   bool
+		)
+		select {
+		case resp, ok = <-wch:
+		case <-reset:
+			send(store.WatchResponse{Err: fmt.Errorf("%w: etcd: revision went backwards (etcd restored or replaced)", store.ErrCompacted)})
+			return
+		case <-ctx.Done():
+			return
+		}
 		if !ok {
 			if ctx.Err() != nil {
 				return
@@ -81,6 +93,7 @@ func (s *Store) serveWatch(ctx context.Context, wch clientv3.WatchChan, out chan
 			send(store.WatchResponse{Err: fmt.Errorf("%w: etcd: watch: %w", store.ErrUnavailable, err)})
 			return
 		}
+		s.seen(resp.Header.Revision)
 		if resp.IsProgressNotify() || len(resp.Events) == 0 {
 			continue
 		}

@@ -207,6 +207,20 @@ func (s *Server) Restart() {
 	}
 }
 
+// Wipe kills etcd and empties its data directory, so that the next Restart
+// brings up a new, empty cluster on the same address (as when a member is
+// rebuilt without its data): revisions start again from 1.
+func (s *Server) Wipe() {
+	s.t.Helper()
+	s.Kill()
+	if err := os.RemoveAll(s.dataDir); err != nil {
+		s.t.Fatalf("etcdtest: wipe: %v", err)
+	}
+	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+		s.t.Fatalf("etcdtest: wipe: %v", err)
+	}
+}
+
 // Stop ends etcd; it is registered with t.Cleanup by Start.
 func (s *Server) Stop() { s.Kill() }
 
