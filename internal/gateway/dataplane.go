@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/expr"
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/resolver"
 	"github.com/sluice-gw/sluice/internal/resource"
 	"github.com/sluice-gw/sluice/internal/router"
 )
@@ -77,6 +78,8 @@ type dataPlane struct {
 	// deleteTailSlash strips one trailing "/" before routing
 	// (apisix.delete_uri_tail_slash).
 	deleteTailSlash bool
+	// resolver resolves upstream node hostnames, cached by TTL.
+	resolver *resolver.Resolver
 	// realIP lets trusted peers set the client address (nginx realip).
 	realIP *realIP
 	// trusted reports peers whose X-Forwarded-* headers are kept
@@ -263,6 +266,17 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 			npicked++
 		}
 		t := up.target(c, n)
+		if d.resolver != nil {
+			if _, err := netip.ParseAddr(n.Host); err != nil {
+				// Node hostnames are resolved through the TTL cache; on
+				// failure the dialer's own lookup gets its chance.
+				if ip, err := d.resolver.Pick(c.Context, n.Host); err == nil {
+					t.Addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
+				} else {
+					d.logger.Warn("upstream node name not resolved", "host", n.Host, "err", err)
+				}
+			}
+		}
 		if r != nil {
 			if r.UpstreamHost != "" {
 				t.Host = r.UpstreamHost

@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/engine/std"
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/resolver"
 	"github.com/sluice-gw/sluice/internal/resource"
 	"github.com/sluice-gw/sluice/internal/store"
 	"github.com/sluice-gw/sluice/internal/store/bolt"
@@ -158,6 +159,11 @@ func Run(ctx context.Context, opt Options) error {
 			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log,
 			deleteTailSlash: cfg.Apisix.DeleteURITailSlash,
 			realIP:          newRealIP(cfg.NginxConfig.HTTP.RealIPHeader, cfg.NginxConfig.HTTP.RealIPFrom, cfg.NginxConfig.HTTP.RealIPRecursive)}
+		if res, err := resolver.New(resolver.Options{Logger: log}); err == nil {
+			dp.resolver = res
+		} else {
+			log.Warn("DNS cache disabled; node hostnames resolve per connection", "err", err)
+		}
 		if len(cfg.Apisix.TrustedAddresses) > 0 {
 			var trusted []netip.Prefix
 			for _, a := range cfg.Apisix.TrustedAddresses {
