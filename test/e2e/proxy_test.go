@@ -138,3 +138,14 @@ func TestRemoteAddrsWithRealIP(t *testing.T) {
 		t.Fatalf("X-Forwarded-For must not set the client address: %d", r.Status)
 	}
 }
+
+func TestNodeHostname(t *testing.T) {
+	g := startDefault(t, "")
+	up := echoUpstream(t, "named")
+	port := strings.Split(hostPort(up), ":")[1]
+	g.admin("PUT", "/apisix/admin/routes/1", fmt.Sprintf(`{"uri":"/named","upstream":{"pass_host":"node","nodes":[{"host":"localhost","port":%s,"weight":1}]}}`, port))
+	r := g.waitRoute("/named", nil)
+	if r.Status != 200 || !strings.Contains(string(r.Body), "host=localhost:"+port) {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+}
