@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/httpvar"
 )
 
 // Name is the plugin name.
@@ -376,9 +377,9 @@ func (p *Plugin) fetch(r *plugin.Request) (string, bool) {
 		}
 		return tok, true
 	}
-	if v, n := queryArg(r.Query, p.conf.Query); n > 0 {
+	if v, n := httpvar.QueryArg(r.Query, p.conf.Query); n > 0 {
 		if p.conf.HideCredentials {
-			hideQuery(r, p.conf.Query)
+			httpvar.HideQuery(r, p.conf.Query)
 		}
 		if n > 1 || v == nil {
 			// A table or boolean in APISIX: present but never a token.
@@ -391,7 +392,7 @@ func (p *Plugin) fetch(r *plugin.Request) (string, bool) {
 		return "", false
 	}
 	if p.conf.HideCredentials {
-		removeCookie(r, p.conf.Cookie)
+		httpvar.RemoveCookie(r, p.conf.Cookie)
 	}
 	return val, true
 }

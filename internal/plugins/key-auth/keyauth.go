@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/httpvar"
 )
 
 // Name is the plugin name.
@@ -142,7 +143,7 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 	// not reach the upstream on the anonymous path either, wherever it was.
 	if p.conf.HideCredentials {
 		r.Header.Del(p.headerKey)
-		p.hideQuery(r)
+		httpvar.HideQuery(r, p.conf.Query)
 	}
 	c, ok := r.Env.Consumers.ByName(p.conf.AnonymousConsumer)
 	if !ok {
@@ -165,7 +166,7 @@ func (p *Plugin) find(r *plugin.Request) (*plugin.Credential, string) {
 	if vv, ok := r.Header[p.headerKey]; ok && len(vv) > 0 {
 		key, fromHeader = vv[0], true
 	} else {
-		v, n := queryArg(r.Query, p.conf.Query)
+		v, n := httpvar.QueryArg(r.Query, p.conf.Query)
 		switch {
 		case n == 0:
 			return nil, "Missing API key in request"
@@ -184,7 +185,7 @@ func (p *Plugin) find(r *plugin.Request) (*plugin.Credential, string) {
 		if fromHeader {
 			r.Header.Del(p.headerKey)
 		} else {
-			p.hideQuery(r)
+			httpvar.HideQuery(r, p.conf.Query)
 		}
 	}
 	return cred, ""
@@ -196,20 +197,4 @@ func (p *Plugin) find(r *plugin.Request) (*plugin.Credential, string) {
 func keyEqual(cred *plugin.Credential, key string) bool {
 	c, ok := cred.Data.(*credential)
 	return ok && subtle.ConstantTimeCompare([]byte(c.key), []byte(key)) == 1
-}
-
-// hideQuery removes every occurrence of the query argument from the
-// forwarded request target, keeping the other arguments byte for byte.
-func (p *Plugin) hideQuery(r *plugin.Request) {
-	q, changed := removeQueryArg(r.Query, p.conf.Query)
-	if !changed {
-		return
-	}
-	r.Query = q
-	path, _, _ := cutByte(r.RequestURI, '?')
-	if q == "" {
-		r.RequestURI = path
-	} else {
-		r.RequestURI = path + "?" + q
-	}
 }

@@ -9,12 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/httpvar"
 	"github.com/sluice-gw/sluice/internal/schema"
 )
 
@@ -390,13 +390,13 @@ func decodeArgs(b []byte) map[string]any {
 			continue
 		}
 		k, v, hasEq := strings.Cut(part, "=")
-		k = unescape(k)
+		k = httpvar.Unescape(k)
 		if k == "" {
 			continue
 		}
 		var val any = true
 		if hasEq {
-			val = unescape(v)
+			val = httpvar.Unescape(v)
 		}
 		switch old := m[k].(type) {
 		case nil:
@@ -408,34 +408,4 @@ func decodeArgs(b []byte) map[string]any {
 		}
 	}
 	return m
-}
-
-// unescape decodes '+' and %XX; an invalid escape is kept as is, as
-// nginx's ngx_unescape_uri does.
-func unescape(s string) string {
-	if !strings.ContainsAny(s, "+%") {
-		return s
-	}
-	if u, err := url.QueryUnescape(s); err == nil {
-		return u
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			n, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			b.WriteByte(byte(n))
-			i += 2
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

@@ -26,6 +26,7 @@ import (
 	"sync"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/httpvar"
 	uarestriction "github.com/sluice-gw/sluice/internal/plugins/ua-restriction"
 )
 
@@ -232,29 +233,14 @@ func removeDots(p []byte) string {
 	return string(out)
 }
 
-// altQuery percent-decodes the query and reads '+' as a space; ok is false
+// altQuery percent-decodes the query and reads '+' as a space, as
+// ngx.unescape_uri does (malformed escapes stay literal); ok is false
 // when nothing changes.
 func altQuery(q string) (string, bool) {
 	if !strings.ContainsAny(q, "%+") {
 		return "", false
 	}
-	dec := make([]byte, 0, len(q))
-	for i := 0; i < len(q); i++ {
-		c := q[i]
-		switch {
-		case c == '+':
-			c = ' '
-		case c == '%' && i+2 < len(q):
-			hi, ok1 := unhex(q[i+1])
-			lo, ok2 := unhex(q[i+2])
-			if ok1 && ok2 {
-				c = hi<<4 | lo
-				i += 2
-			}
-		}
-		dec = append(dec, c)
-	}
-	return string(dec), true
+	return httpvar.Unescape(q), true
 }
 
 func unhex(c byte) (byte, bool) {
