@@ -30,8 +30,8 @@ type body struct {
 	// continue100 is set while a "100 Continue" is owed on first read.
 	continue100 bool
 	// chunk state
-	inChunk  bool
-	line []byte
+	inChunk bool
+	line    []byte
 	// tr receives trailer fields (nil: they are parsed and dropped).
 	tr engine.Header
 }
@@ -191,7 +191,9 @@ func (b *body) chunkSize() (int64, error) {
 func (b *body) readTrailers() error {
 	for n := 0; ; n++ {
 		var bare bool
-		line, _, err := readLine(b.br, &b.line, 8192, false, &bare)
+		// Trailer lines may end in a bare LF, as net/http (textproto)
+		// accepts there; chunk-size lines may not.
+		line, _, err := readLine(b.br, &b.line, 8192, true, &bare)
 		if err != nil {
 			return errMalformedChunks
 		}

@@ -505,6 +505,17 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, pla
 		if !validName(k) {
 			return 0, fmt.Errorf("header name %q: %w", k, errInvalidHeader)
 		}
+		if k == "User-Agent" {
+			// http.Transport sends only the first User-Agent, and none
+			// when it is empty.
+			if len(vv) > 0 && vv[0] != "" {
+				if !validValueString(vv[0]) {
+					return 0, fmt.Errorf("header %s: %w", k, errInvalidHeader)
+				}
+				writeRawField(bw, k, vv[0])
+			}
+			continue
+		}
 		for _, v := range vv {
 			if !validValueString(v) {
 				return 0, fmt.Errorf("header %s: %w", k, errInvalidHeader)

@@ -19,14 +19,16 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 var (
-	errBadRequest      = &httpError{400, "malformed request"}
-	errHeaderTooLarge  = &httpError{431, "request header too large"}
-	errURITooLong      = &httpError{414, "request line too long"}
-	errTooManyHeaders  = &httpError{431, "too many header fields"}
-	errVersion         = &httpError{505, "unsupported HTTP version"}
-	errNotImplemented  = &httpError{501, "unsupported transfer encoding"}
-	errExpectation     = &httpError{417, "unsupported expectation"}
-	errBodyTooLarge    = &httpError{413, "request body too large"}
+	errBadRequest     = &httpError{400, "malformed request"}
+	errHeaderTooLarge = &httpError{431, "request header too large"}
+	errURITooLong     = &httpError{414, "request line too long"}
+	errTooManyHeaders = &httpError{431, "too many header fields"}
+	errVersion        = &httpError{505, "unsupported HTTP version"}
+	errNotImplemented = &httpError{501, "unsupported transfer encoding"}
+	errExpectation    = &httpError{417, "unsupported expectation"}
+	errBodyTooLarge   = &httpError{413, "request body too large"}
+	// errHandled: the engine answered the request itself (OPTIONS *).
+	errHandled         = &httpError{-1, "handled"}
 	errLineTooLong     = errors.New("line too long")
 	errBareLF          = errors.New("bare LF line ending")
 	errMalformedChunks = errors.New("malformed chunked encoding")
@@ -302,6 +304,45 @@ func splitAbsolute(uri string) (host, origin string, ok bool) {
 		return host, "/" + rest[j:], true
 	}
 	return host, rest[j:], true
+}
+
+// validAuthority approximates url.ParseRequestURI's authority check:
+// optional userinfo, a host of host-header bytes, a numeric port.
+func validAuthority(a string) bool {
+	if i := strings.LastIndexByte(a, '@'); i >= 0 {
+		for j := 0; j < i; j++ {
+			if !hostTable[a[j]] || a[j] == '[' || a[j] == ']' {
+				return false
+			}
+		}
+		a = a[i+1:]
+	}
+	if strings.HasPrefix(a, "[") {
+		i := strings.IndexByte(a, ']')
+		if i < 0 {
+			return false
+		}
+		a = a[i+1:]
+		if a != "" && a[0] != ':' {
+			return false
+		}
+	} else if i := strings.IndexByte(a, ':'); i >= 0 {
+		if !validHost(a[:i]) || strings.ContainsAny(a[:i], "[]") {
+			return false
+		}
+		a = a[i:]
+	} else {
+		return validHost(a) && !strings.ContainsAny(a, "[]")
+	}
+	if a == "" {
+		return true
+	}
+	for i := 1; i < len(a); i++ {
+		if a[i] < '0' || a[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseVersion accepts HTTP/1.0 and HTTP/1.1 only (stricter than net/http,

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,6 +198,7 @@ type conn struct {
 	reqTrailers  bool
 	headerCount  int
 	watch        watcher
+	lastMethod   string
 	remoteIPAddr netip.Addr
 	remoteIP     string
 }
@@ -295,6 +297,10 @@ func (cn *conn) serveOne() bool {
 	}
 	cn.rw.requests++
 	herr := cn.readRequest()
+	if herr == errHandled {
+		cn.state.Store(stateIdle)
+		return true
+	}
 	if herr != nil {
 		if herr.status != 0 {
 			cn.reject(herr.status)
@@ -428,15 +434,23 @@ func (cn *conn) readRequest() *httpError {
 	}
 	total := 0
 	var bare bool
-	// Request line; RFC 9112 §2.2 lets a server skip empty lines first.
+	if cn.lastMethod == "POST" {
+		// net/http's tolerance for old clients that send CRLF after a
+		// POST body.
+		peek, _ := cn.br.Peek(4)
+		n := 0
+		for n < len(peek) && (peek[n] == '\r' || peek[n] == '\n') {
+			n++
+		}
+		_, _ = cn.br.Discard(n)
+	}
+	// Request line. RFC 9112 §2.2 lets a server skip empty lines first;
+	// net/http does not (400), and neither do we, to stay identical.
 	var line []byte
 	for {
 		l, n, err := readLine(cn.br, &cn.long, maxHead, lim.AllowBareLF, &bare)
 		total += n
 		if err == errBareLF {
-			if len(l) == 0 {
-				continue
-			}
 			setSoft(errBadRequest)
 			err = nil
 		}
@@ -452,13 +466,11 @@ func (cn *conn) readRequest() *httpError {
 			}
 			return &httpError{} // EOF or timeout mid-head: just close (net/http)
 		}
-		if len(l) > 0 {
-			line = l
-			break
+		if len(l) == 0 {
+			return errBadRequest
 		}
-		if total > maxHead {
-			return errHeaderTooLarge
-		}
+		line = l
+		break
 	}
 	if lim.MaxRequestLine > 0 && len(line) > lim.MaxRequestLine {
 		setSoft(errURITooLong)
@@ -487,10 +499,25 @@ func (cn *conn) readRequest() *httpError {
 		}
 	}
 	proto, minor, verr := parseVersion(vb)
-	if verr != nil {
+	if verr == errBadRequest {
 		return verr
 	}
+	// net/http answers 505 only after the whole head parsed.
+	versionErr := verr
+	if versionErr != nil {
+		proto, minor = "HTTP/1.1", 1
+	}
+	// Absolute-form is parsed (url.ParseRequestURI) before the header.
+	absolute := false
+	if target[0] != '/' && !(len(target) == 1 && target[0] == '*') {
+		ah, _, ok := splitAbsolute(string(target))
+		if !ok || !validAuthority(ah) {
+			return errBadRequest
+		}
+		absolute = true
+	}
 	c.Method = internMethod(&cn.sc, mb)
+	cn.lastMethod = c.Method
 	uri := cn.sc.slot(0, target)
 	c.Proto = proto
 
@@ -498,6 +525,7 @@ func (cn *conn) readRequest() *httpError {
 	h := cn.reqHdr
 	var (
 		hostSeen, clSeen, teSeen bool
+		clConflict, badName      bool
 		host, clVal, teVal       string
 		nTE                      int
 		nFields                  int
@@ -539,10 +567,17 @@ func (cn *conn) readRequest() *httpError {
 		}
 		nFields++
 		colon := -1
+		spaced := false
 		for i, ch := range l {
 			if ch == ':' {
 				colon = i
 				break
+			}
+			if ch == ' ' {
+				// textproto keeps such a name; net/http refuses it only
+				// after its version and Host checks.
+				spaced = true
+				continue
 			}
 			if !tokenTable[ch] {
 				break
@@ -555,6 +590,10 @@ func (cn *conn) readRequest() *httpError {
 		v := trimOWS(l[colon+1:])
 		if !validValue(v) {
 			hardErr = errBadRequest
+			continue
+		}
+		if spaced {
+			badName = true
 			continue
 		}
 		name := l[:colon]
@@ -577,9 +616,7 @@ func (cn *conn) readRequest() *httpError {
 			continue // net/http removes Host from the header map
 		case "Content-Length":
 			if clSeen && val != clVal {
-				// net/http compares trimmed values.
-				hardErr = errBadRequest
-				continue
+				clConflict = true
 			}
 			clSeen, clVal = true, val
 		case "Transfer-Encoding":
@@ -595,31 +632,7 @@ func (cn *conn) readRequest() *httpError {
 		setSoft(errTooManyHeaders)
 	}
 
-	// Target and Host (RFC 9112 §3.2: absolute-form wins over Host).
-	rawHost := host
-	if uri[0] != '/' {
-		switch {
-		case uri == "*":
-			if c.Method != "OPTIONS" {
-				return errBadRequest
-			}
-		default:
-			ah, origin, ok := splitAbsolute(uri)
-			if !ok || !validHost(ah) {
-				return errBadRequest
-			}
-			uri = origin
-			rawHost = ah
-		}
-	}
-	if minor == 1 && !hostSeen {
-		return errBadRequest
-	}
-	if hostSeen && !validHost(host) {
-		return errBadRequest
-	}
-
-	// Framing (hardening.md §A).
+	// Framing (hardening.md §A), in net/http's order: TE, then CL.
 	c.ContentLength = 0
 	chunked := false
 	if teSeen && minor == 1 {
@@ -630,10 +643,41 @@ func (cn *conn) readRequest() *httpError {
 		c.ContentLength = -1
 	} else if clSeen {
 		n, ok := parseContentLength(clVal)
-		if !ok {
+		if !ok || clConflict {
 			return errBadRequest
 		}
 		c.ContentLength = n
+	}
+	if versionErr != nil {
+		return versionErr
+	}
+
+	// Target and Host (RFC 9112 §3.2: absolute-form wins over Host).
+	if minor == 1 && !hostSeen {
+		return errBadRequest
+	}
+	if hostSeen && !validHost(host) || badName {
+		return errBadRequest
+	}
+	rawHost := host
+	badTarget := false
+	if absolute {
+		ah, origin, _ := splitAbsolute(uri)
+		uri = origin
+		if i := strings.LastIndexByte(ah, '@'); i >= 0 {
+			ah = ah[i+1:]
+		}
+		if ah != "" {
+			rawHost = ah
+		}
+	} else if uri == "*" && c.Method != "OPTIONS" {
+		badTarget = true
+	}
+	if pv, ok := h["Pragma"]; ok && len(pv) > 0 && pv[0] == "no-cache" {
+		if _, ok := h["Cache-Control"]; !ok {
+			// net/http's fixPragmaCacheControl (HTTP/1.0 compatibility).
+			h["Cache-Control"] = pragmaNoCache
+		}
 	}
 	if teSeen && clSeen || obsFold || teSeen && minor == 0 {
 		setSoft(errBadRequest)
@@ -655,18 +699,19 @@ func (cn *conn) readRequest() *httpError {
 	if soft != nil {
 		return soft
 	}
-	if uri == "*" {
-		// net/http answers OPTIONS * itself.
-		cn.closeAfter = false
-		cn.replyOptions(c.ContentLength)
-		return &httpError{}
+	if uri == "*" && !badTarget {
+		// net/http answers OPTIONS * itself and keeps the connection.
+		if !cn.replyOptions(c.ContentLength, chunked, minor) {
+			return &httpError{}
+		}
+		return errHandled
 	}
 	if lim.MaxBodyBytes > 0 && c.ContentLength > lim.MaxBodyBytes {
 		return errBodyTooLarge
 	}
 	rawPath, query := engine.SplitRequestURI(uri)
 	path, ok := engine.NormalizePath(rawPath)
-	if !ok {
+	if !ok || badTarget {
 		return errBadRequest
 	}
 
@@ -747,6 +792,10 @@ func (cn *conn) readRequest() *httpError {
 	return nil
 }
 
+// pragmaNoCache is shared; the proxy never mutates header values in place
+// except X-Forwarded-*/X-Real-Ip, which it owns.
+var pragmaNoCache = []string{"no-cache"}
+
 // addHeader appends val to key's values, taking one-element slices from a
 // per-connection backing array so steady-state requests allocate nothing.
 func (cn *conn) addHeader(h engine.Header, key, val string) {
@@ -763,12 +812,43 @@ func (cn *conn) addHeader(h engine.Header, key, val string) {
 	h[key] = cn.vals[i : i+1 : i+1]
 }
 
-func (cn *conn) replyOptions(cl int64) {
+// replyOptions answers "OPTIONS *" as net/http does (200, empty body),
+// draining a body; it reports whether the connection may go on.
+func (cn *conn) replyOptions(cl int64, chunked bool, minor int) bool {
+	if cl != 0 {
+		cn.body.reset(cn, cn.br)
+		cn.body.chunked, cn.body.left = chunked, cl
+		var buf [512]byte
+		var total int64
+		for {
+			n, err := cn.body.Read(buf[:])
+			total += int64(n)
+			if err == io.EOF {
+				break
+			}
+			if err != nil || total > maxDrain {
+				return false
+			}
+		}
+	}
+	keep := minor == 1 && !cn.closeAfter
+	if h, ok := cn.reqHdr["Connection"]; ok && hasToken(h[0], "close") {
+		keep = false
+	}
+	clear(cn.reqHdr)
 	bw := cn.bw
-	bw.WriteString("HTTP/1.1 200 OK\r\nDate: ")
+	bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: ")
 	bw.Write(cn.s.date())
-	bw.WriteString("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-	_ = bw.Flush()
+	if !keep {
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	if cn.br.Buffered() == 0 || !keep {
+		if bw.Flush() != nil {
+			return false
+		}
+	}
+	return keep
 }
 
 func cutComma(v string) (tok, rest string, found bool) {
