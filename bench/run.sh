@@ -19,7 +19,8 @@
 #   --keep      keep the temporary directory (configs, logs, raw wrk output)
 # Environment overrides: ROUNDS, DURATION (seconds), WARMUP (seconds),
 #   CONNS (default "50 200"), ROUTES (default 10000), PROXY_CPU (0), LOAD_CPU (1),
-#   MIN_CORES (0.5: rounds where the proxy got less CPU are left out of medians).
+#   MIN_CORES (0.5: rounds where the proxy got less CPU are left out of medians),
+#   MIN_CPU_S (1: rounds with fewer proxy CPU-seconds are left out of everything).
 #
 # Installs nginx and wrk with apt-get when they are missing (and says so).
 # Writes bench/results/<timestamp>.md and prints it.
@@ -62,6 +63,9 @@ LOAD_CPU=${LOAD_CPU:-1}
 # Rounds in which the proxy got fewer cores than this were starved by other
 # work on the machine and are left out of the medians.
 MIN_CORES=${MIN_CORES:-0.5}
+# Rounds in which the proxy used fewer CPU-seconds than this are unusable
+# (a handful of clock ticks): left out of every figure, even "all pairs".
+MIN_CPU_S=${MIN_CPU_S:-1}
 
 # Ports chosen to stay clear of APISIX/Sluice defaults and of each other.
 UP_PORT=18081     # origin (nginx, 1 KiB body)
@@ -532,7 +536,7 @@ REPORT="$RESULTS/$STAMP.md"
 	echo
 } >"$REPORT"
 
-awk -F'\t' -v PROFILES="$PROFILES" -v CONNS="$CONNS" -v MINC="$MIN_CORES" -v PCPU="$PROXY_CPU" -v LCPU="$LOAD_CPU" '
+awk -F'\t' -v PROFILES="$PROFILES" -v CONNS="$CONNS" -v MINC="$MIN_CORES" -v MINS="$MIN_CPU_S" -v PCPU="$PROXY_CPU" -v LCPU="$LOAD_CPU" '
 function med(s,   a, n, i, j, t) {
 	n = split(s, a, " ")
 	if (n == 0) return 0
@@ -555,7 +559,8 @@ BEGIN {
 	# other work on the machine; it is left out of the medians (the raw table
 	# keeps it, marked).
 	ok = ($7 >= MINC)
-	for (v = 0; v <= ok; v++) {
+	usable = ($8 >= MINS)
+	for (v = (usable ? 0 : 2); v <= ok; v++) {
 		k = p SUBSEP c SUBSEP t SUBSEP v
 		add(k SUBSEP "rps", $6); add(k SUBSEP "cores", $7); add(k SUBSEP "kpcs", kpcs)
 		add(k SUBSEP "p50", $9); add(k SUBSEP "p99", $10); add(k SUBSEP "load", $15)
@@ -563,9 +568,9 @@ BEGIN {
 		N2[k] += $11; SE[k] += $12; if ($13 > RSS[k]) RSS[k] = $13; if ($17 > PSS[k]) PSS[k] = $17
 	}
 	k = p SUBSEP c SUBSEP r SUBSEP t
-	KP[k] = kpcs; RP[k] = $6; OK[k] = ok
+	KP[k] = kpcs; RP[k] = $6; OK[k] = ok; US[k] = usable
 	if (!((p SUBSEP c SUBSEP r) in seenr)) { seenr[p SUBSEP c SUBSEP r] = 1; rounds[p SUBSEP c] = rounds[p SUBSEP c] " " r }
-	raw[NR] = sprintf("| %s | %s | %s | %s | %.0f | %.2f%s | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f |", p, c, r, t, $6, $7, ok ? "" : " (starved)", kpcs, $9, $10, $11, $12, $13 / 1024, $17 / 1024, $14, $15)
+	raw[NR] = sprintf("| %s | %s | %s | %s | %.0f | %.2f%s | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f |", p, c, r, t, $6, $7, ok ? "" : (usable ? " (starved)" : " (unusable)"), kpcs, $9, $10, $11, $12, $13 / 1024, $17 / 1024, $14, $15)
 }
 END {
 	np = split(PROFILES, P, " "); nc = split(CONNS, C, " ")
@@ -574,7 +579,7 @@ END {
 		nr = split(rounds[pc], R, " ")
 		for (x = 1; x <= nr; x++) {
 			s = pc SUBSEP R[x] SUBSEP "sluice"; n = pc SUBSEP R[x] SUBSEP "nginx"
-			if (!(s in KP) || !(n in KP) || KP[n] <= 0 || RP[n] <= 0) continue
+			if (!(s in KP) || !(n in KP) || KP[n] <= 0 || RP[n] <= 0 || !US[s] || !US[n]) continue
 			add(pc SUBSEP "ratio" SUBSEP 0, KP[s] / KP[n]); add(pc SUBSEP "rratio" SUBSEP 0, RP[s] / RP[n])
 			if (OK[s] && OK[n]) { add(pc SUBSEP "ratio" SUBSEP 1, KP[s] / KP[n]); add(pc SUBSEP "rratio" SUBSEP 1, RP[s] / RP[n]) }
 		}
@@ -583,16 +588,20 @@ END {
 	print ""
 	printf "Median over pairs in which both proxies got at least %.2f cores; when every pair of a row\n", MINC
 	print "was starved by other work on the machine, the median over all its pairs, marked \"all starved\"."
+	printf "Rounds in which a proxy used less than %s CPU-seconds are left out everywhere (too few clock ticks).\n", MINS
 	print ""
 	print "| profile | conns | **Sluice / nginx per CPU-s** | range | basis | all pairs: median (range) | Sluice / nginx req/s | nginx k req/CPU-s | Sluice k req/CPU-s |"
 	print "|---|---:|---:|---:|---|---:|---:|---:|---:|"
 	for (i = 1; i <= np; i++) for (j = 1; j <= nc; j++) {
 		pc = P[i] SUBSEP C[j]; all = L[pc SUBSEP "ratio" SUBSEP 0]
-		if (all == "") continue
+		if (all == "") {
+			if (rounds[pc] != "") printf "| %s | %s | n/a | | no usable pair | | | | |\n", name[P[i]], C[j]
+			continue
+		}
 		cl = L[pc SUBSEP "ratio" SUBSEP 1]
 		v = (cl == "") ? 0 : 1
 		use = v ? cl : all
-		basis = v ? sprintf("%d of %d pairs", cnt(cl), cnt(all)) : sprintf("%d pairs, all starved", cnt(all))
+		basis = v ? sprintf("%d of %d pairs", cnt(cl), cnt(all)) : sprintf("%d pair%s, all starved", cnt(all), cnt(all) == 1 ? "" : "s")
 		printf "| %s | %s | **%.2f** | %.2f–%.2f | %s | %.2f (%.2f–%.2f) | %.2f | %.1f | %.1f |\n", name[P[i]], C[j], med(use), lo(use), hi(use), basis, med(all), lo(all), hi(all), med(L[pc SUBSEP "rratio" SUBSEP v]), med(L[P[i] SUBSEP C[j] SUBSEP "nginx" SUBSEP v SUBSEP "kpcs"]), med(L[P[i] SUBSEP C[j] SUBSEP "sluice" SUBSEP v SUBSEP "kpcs"])
 	}
 	print ""
@@ -615,6 +624,7 @@ END {
 			nall = cnt(L[P[i] SUBSEP C[j] SUBSEP t SUBSEP 0 SUBSEP "rps"])
 			used = sprintf("%d of %d", cnt(L[k SUBSEP "rps"]), nall)
 			if (L[k SUBSEP "rps"] == "") { k = P[i] SUBSEP C[j] SUBSEP t SUBSEP 0; used = "all " nall " starved" }
+			if (L[k SUBSEP "rps"] == "") { printf "| %s | %s | none usable | | | | | | | | | | | |\n", C[j], t; continue }
 			if (L[k SUBSEP "rps"] == "") continue
 			printf "| %s | %s | %s | %.0f | %.2f | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f |\n", C[j], t, used, med(L[k SUBSEP "rps"]), med(L[k SUBSEP "cores"]), med(L[k SUBSEP "kpcs"]), med(L[k SUBSEP "p50"]), med(L[k SUBSEP "p99"]), N2[k], SE[k], RSS[k] / 1024, PSS[k] / 1024, med(L[k SUBSEP "load"]), med(L[k SUBSEP "foreign"])
 		}
