@@ -176,8 +176,8 @@ type plCase struct {
 	hdr    map[string]string
 
 	status   int
-	wantBody *string          // exact body when set
-	bodyHas  string           // substring of the body when set
+	wantBody *string           // exact body when set
+	bodyHas  string            // substring of the body when set
 	wantHdr  map[string]string // response headers; "" = absent
 
 	up      *plUpstream       // the upstream to watch, if any
