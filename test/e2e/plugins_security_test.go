@@ -217,7 +217,7 @@ func TestPluginsSecurity(t *testing.T) {
 			{name: "body not JSON", method: "POST", path: "/sec/rv", body: `notjson`, hdr: jsonHdr, status: 422, up: up},
 			{name: "no body", method: "POST", path: "/sec/rv", hdr: jsonHdr, status: 422, bodyHas: "<title>422", up: up},
 			{name: "form body, validated as strings", method: "POST", path: "/sec/rv", body: "item=a&qty=3",
-				hdr: map[string]string{"x-tenant": "t1", "Content-Type": "application/x-www-form-urlencoded"},
+				hdr:    map[string]string{"x-tenant": "t1", "Content-Type": "application/x-www-form-urlencoded"},
 				status: 422, wantBody: plStr(`property "qty" validation failed: wrong type: expected integer, got string`), up: up},
 			{name: "valid, body forwarded as sent", method: "POST", path: "/sec/rv", body: `{"item":"a", "qty":2}`, hdr: jsonHdr,
 				status: 200, up: up, reach: true, upBody: plStr(`{"item":"a", "qty":2}`)},
