@@ -4,9 +4,9 @@
 package brotli
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 
@@ -25,13 +25,7 @@ const Priority = 996
 var schema = json.RawMessage(`{
 	"type": "object",
 	"properties": {
-		"types": {
-			"anyOf": [
-				{"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-				{"enum": ["*"]}
-			],
-			"default": ["text/html"]
-		},
+		"types": ` + encoding.TypesSchema + `,
 		"min_length": {"type": "integer", "minimum": 1, "default": 20},
 		"mode": {"type": "integer", "minimum": 0, "maximum": 2, "default": 0},
 		"comp_level": {"type": "integer", "minimum": 0, "maximum": 11, "default": 6},
@@ -75,17 +69,9 @@ type Config struct {
 type Plugin struct {
 	cfg   Config
 	match encoding.TypeMatcher
-	// key holds the per-request *state in engine.Ctx.Values.
+	// key holds the per-request *encoding.Stream in engine.Ctx.Values.
 	key  string
 	pool *sync.Pool
-}
-
-// state is one response's encoder and output buffer; bodyless marks
-// responses whose headers say br but that carry no body (HEAD, 204, 304).
-type state struct {
-	buf      bytes.Buffer
-	bw       *cbr.Writer
-	bodyless bool
 }
 
 // New decodes conf with APISIX's defaults and builds the instance.
@@ -114,13 +100,9 @@ func New(conf json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	}
 	// Encoders are pooled per (quality, window) and shared by every
 	// instance across snapshots.
-	p.pool = shared.LoadOrStore("brotli/pool/"+strconv.Itoa(c.CompLevel)+"/"+strconv.Itoa(c.LGWin), func() any {
-		return &sync.Pool{New: func() any {
-			s := new(state)
-			s.bw = cbr.NewWriterOptions(&s.buf, opts)
-			return s
-		}}
-	}).(*sync.Pool)
+	p.pool = encoding.SharedPool(shared, "brotli/pool/"+strconv.Itoa(c.CompLevel)+"/"+strconv.Itoa(c.LGWin), func(w io.Writer) encoding.Encoder {
+		return cbr.NewWriterOptions(w, opts)
+	})
 	return p, nil
 }
 
@@ -134,15 +116,7 @@ func (p *Plugin) HeaderFilter(r *plugin.Request) {
 	if len(h["Content-Encoding"]) > 0 {
 		return
 	}
-	if !p.match.Match(h.Get("Content-Type")) {
-		return
-	}
-	if cl := h.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n < int64(p.cfg.MinLength) {
-			return
-		}
-	}
-	if encoding.ProtoVersion(r.Proto) < p.cfg.HTTPVersion {
+	if !encoding.Qualifies(h, r.Proto, p.match, p.cfg.MinLength, p.cfg.HTTPVersion) {
 		return
 	}
 	if p.cfg.Vary {
@@ -151,36 +125,11 @@ func (p *Plugin) HeaderFilter(r *plugin.Request) {
 	delete(h, "Content-Length")
 	h.Set("Content-Encoding", "br")
 	encoding.WeakenETag(h)
-	s := p.pool.Get().(*state)
-	s.buf.Reset()
-	s.bw.Reset(&s.buf)
-	s.bodyless = r.Method == "HEAD" || r.RespStatus == 204 || r.RespStatus == 304
-	r.SetValue(p.key, s)
+	s := encoding.Start(r, p.pool, p.key)
+	s.Bodyless = r.Method == "HEAD" || r.RespStatus == 204 || r.RespStatus == 304
 }
 
 // BodyFilter compresses each chunk and flushes it, as APISIX does.
 func (p *Plugin) BodyFilter(r *plugin.Request, chunk []byte, eof bool) []byte {
-	v, ok := r.Values[p.key]
-	if !ok || v == nil {
-		return chunk
-	}
-	s := v.(*state)
-	s.buf.Reset()
-	if len(chunk) > 0 && !s.bodyless {
-		_, _ = s.bw.Write(chunk)
-		if !eof {
-			_ = s.bw.Flush()
-		}
-	}
-	if eof {
-		var out []byte
-		if !s.bodyless {
-			_ = s.bw.Close()
-			out = append([]byte(nil), s.buf.Bytes()...)
-		}
-		r.Values[p.key] = nil
-		p.pool.Put(s)
-		return out
-	}
-	return s.buf.Bytes()
+	return encoding.Filter(r, p.pool, p.key, chunk, eof)
 }

@@ -5,11 +5,11 @@
 package gzip
 
 import (
-	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 
@@ -26,13 +26,7 @@ const Priority = 995
 var schema = json.RawMessage(`{
 	"type": "object",
 	"properties": {
-		"types": {
-			"anyOf": [
-				{"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-				{"enum": ["*"]}
-			],
-			"default": ["text/html"]
-		},
+		"types": ` + encoding.TypesSchema + `,
 		"min_length": {"type": "integer", "minimum": 1, "default": 20},
 		"comp_level": {"type": "integer", "minimum": 1, "maximum": 9, "default": 1},
 		"http_version": {"enum": [1.1, 1.0], "default": 1.1},
@@ -82,15 +76,9 @@ type Config struct {
 type Plugin struct {
 	cfg   Config
 	match encoding.TypeMatcher
-	// key holds the per-request *state in engine.Ctx.Values.
+	// key holds the per-request *encoding.Stream in engine.Ctx.Values.
 	key  string
 	pool *sync.Pool
-}
-
-// state is one response's compressor and output buffer.
-type state struct {
-	buf bytes.Buffer
-	zw  *gzip.Writer
 }
 
 // New decodes conf with APISIX's defaults and builds the instance.
@@ -120,13 +108,10 @@ func New(conf json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	if env != nil {
 		shared = env.Shared
 	}
-	p.pool = shared.LoadOrStore("gzip/pool/"+strconv.Itoa(level), func() any {
-		return &sync.Pool{New: func() any {
-			s := new(state)
-			s.zw, _ = gzip.NewWriterLevel(&s.buf, level)
-			return s
-		}}
-	}).(*sync.Pool)
+	p.pool = encoding.SharedPool(shared, "gzip/pool/"+strconv.Itoa(level), func(w io.Writer) encoding.Encoder {
+		zw, _ := gzip.NewWriterLevel(w, level) // level is checked above
+		return zw
+	})
 	return p, nil
 }
 
@@ -134,15 +119,7 @@ func New(conf json.RawMessage, env *plugin.BuildEnv) (any, error) {
 // header_filter plus nginx's gzip filter do.
 func (p *Plugin) HeaderFilter(r *plugin.Request) {
 	h := r.W.Header()
-	if !p.match.Match(h.Get("Content-Type")) {
-		return
-	}
-	if cl := h.Get("Content-Length"); cl != "" {
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n < int64(p.cfg.MinLength) {
-			return
-		}
-	}
-	if encoding.ProtoVersion(r.Proto) < p.cfg.HTTPVersion {
+	if !encoding.Qualifies(h, r.Proto, p.match, p.cfg.MinLength, p.cfg.HTTPVersion) {
 		return
 	}
 	// APISIX adds Vary once its own checks pass, whether or not nginx then
@@ -168,33 +145,11 @@ func (p *Plugin) HeaderFilter(r *plugin.Request) {
 	delete(h, "Content-Length")
 	delete(h, "Accept-Ranges")
 	encoding.WeakenETag(h)
-	s := p.pool.Get().(*state)
-	s.buf.Reset()
-	s.zw.Reset(&s.buf)
-	r.SetValue(p.key, s)
+	encoding.Start(r, p.pool, p.key)
 }
 
 // BodyFilter compresses each chunk and flushes it, so streamed responses
 // (SSE, long polls) reach the client as they arrive.
 func (p *Plugin) BodyFilter(r *plugin.Request, chunk []byte, eof bool) []byte {
-	v, ok := r.Values[p.key]
-	if !ok || v == nil {
-		return chunk
-	}
-	s := v.(*state)
-	s.buf.Reset()
-	if len(chunk) > 0 {
-		_, _ = s.zw.Write(chunk)
-		if !eof {
-			_ = s.zw.Flush()
-		}
-	}
-	if eof {
-		_ = s.zw.Close()
-		out := append([]byte(nil), s.buf.Bytes()...)
-		r.Values[p.key] = nil
-		p.pool.Put(s)
-		return out
-	}
-	return s.buf.Bytes()
+	return encoding.Filter(r, p.pool, p.key, chunk, eof)
 }
