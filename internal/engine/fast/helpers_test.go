@@ -56,15 +56,14 @@ func startStd(t testing.TB, h engine.Handler, lim std.Limits) string {
 
 // forwardTo returns a handler that proxies every request to addr with fwd.
 func forwardTo(fwd proxy.Forwarding, addr string, opt proxy.Options) engine.Handler {
-	return engine.HandlerFunc(func(c *engine.Ctx) {
-		o := opt
-		fwd.Forward(c, func(n int) (proxy.Target, bool) {
-			if n > 0 {
-				return proxy.Target{}, false
-			}
-			return proxy.Target{Scheme: "http", Addr: addr}, true
-		}, &o)
-	})
+	pick := func(n int) (proxy.Target, bool) {
+		if n > 0 {
+			return proxy.Target{}, false
+		}
+		return proxy.Target{Scheme: "http", Addr: addr}, true
+	}
+	o := &opt
+	return engine.HandlerFunc(func(c *engine.Ctx) { fwd.Forward(c, pick, o) })
 }
 
 // upstream is a recording HTTP/1.1 origin on a raw socket: it parses each
