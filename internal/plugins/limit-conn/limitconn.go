@@ -8,7 +8,6 @@
 package limitconn
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/limitconf"
 	"github.com/sluice-gw/sluice/internal/plugins/limit-count/limitkit"
 )
 
@@ -37,39 +37,6 @@ const sweepInterval = 10 * time.Second
 // retired marks a counter that a sweep removed; increments that land on it
 // stay negative and retry on a fresh counter.
 const retired = math.MinInt64 / 2
-
-const redisProps = `{
-    "properties": {
-        "redis_host": {"type": "string", "minLength": 2},
-        "redis_port": {"type": "integer", "minimum": 1, "default": 6379},
-        "redis_username": {"type": "string", "minLength": 1},
-        "redis_password": {"type": "string", "minLength": 0},
-        "redis_database": {"type": "integer", "minimum": 0, "default": 0},
-        "redis_timeout": {"type": "integer", "minimum": 1, "default": 1000},
-        "redis_ssl": {"type": "boolean", "default": false},
-        "redis_ssl_verify": {"type": "boolean", "default": false},
-        "redis_keepalive_timeout": {"type": "integer", "minimum": 1000, "default": 10000},
-        "redis_keepalive_pool": {"type": "integer", "minimum": 1, "default": 100},
-        "key_ttl": {"type": "integer", "default": 3600}
-    },
-    "required": ["redis_host"]
-}`
-
-const redisClusterProps = `{
-    "properties": {
-        "redis_cluster_nodes": {"type": "array", "minItems": 1,
-            "items": {"type": "string", "minLength": 2, "maxLength": 100}},
-        "redis_password": {"type": "string", "minLength": 0},
-        "redis_timeout": {"type": "integer", "minimum": 1, "default": 1000},
-        "redis_cluster_name": {"type": "string"},
-        "redis_cluster_ssl": {"type": "boolean", "default": false},
-        "redis_cluster_ssl_verify": {"type": "boolean", "default": false},
-        "redis_keepalive_timeout": {"type": "integer", "minimum": 1000, "default": 10000},
-        "redis_keepalive_pool": {"type": "integer", "minimum": 1, "default": 100},
-        "key_ttl": {"type": "integer", "default": 3600}
-    },
-    "required": ["redis_cluster_nodes", "redis_cluster_name"]
-}`
 
 const connType = `{"oneOf": [{"type": "integer", "exclusiveMinimum": 0}, {"type": "string"}]}`
 const burstType = `{"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}`
@@ -106,12 +73,7 @@ const schema = `{
         {"required": ["conn", "burst", "default_conn_delay", "key"]},
         {"required": ["default_conn_delay", "rules"]}
     ],
-    "if": {"properties": {"policy": {"enum": ["redis"]}}, "required": ["policy"]},
-    "then": ` + redisProps + `,
-    "else": {
-        "if": {"properties": {"policy": {"enum": ["redis-cluster"]}}, "required": ["policy"]},
-        "then": ` + redisClusterProps + `
-    }
+    ` + limitconf.RedisPoliciesKeyTTL + `
 }`
 
 // Rule is one entry of the rules field.
@@ -208,10 +170,8 @@ func newRegistry() any {
 // New builds an instance from conf.
 func New(raw json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	c := Config{KeyType: limitkit.KeyVar, Policy: "local", RejectedCode: 503}
-	if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("[]")) {
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("invalid conf: %w", err)
-		}
+	if err := limitconf.Decode(raw, &c); err != nil {
+		return nil, err
 	}
 	if c.DefaultConnDelay <= 0 {
 		return nil, errors.New("value should match only one schema, but matches none")
@@ -219,10 +179,7 @@ func New(raw json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	if c.Policy != "local" {
 		return nil, fmt.Errorf("policy %s is not supported yet", c.Policy)
 	}
-	p := &Plugin{conf: c, delay: c.DefaultConnDelay, hasRule: c.Rules != nil}
-	if c.RejectedMsg != nil {
-		p.body = map[string]string{"error_msg": *c.RejectedMsg}
-	}
+	p := &Plugin{conf: c, delay: c.DefaultConnDelay, hasRule: c.Rules != nil, body: limitconf.RejectBody(c.RejectedMsg)}
 	if c.Rules == nil {
 		if len(c.Conn) == 0 || len(c.Burst) == 0 {
 			return nil, errors.New("value should match only one schema, but matches none")
@@ -248,10 +205,7 @@ func New(raw json.RawMessage, env *plugin.BuildEnv) (any, error) {
 		}
 		p.rules = append(p.rules, rule{conn: cn, burst: b, keyTpl: limitkit.CompileTemplate(r.Key)})
 	}
-	if env != nil {
-		reg := env.Shared.LoadOrStore(Name, newRegistry).(*limitkit.Registry[counter])
-		p.handle = limitkit.NewHandle(reg, limitkit.Scope(Name, env.Parent, env.ConfHash))
-	}
+	p.handle = limitconf.Handle[counter](env, Name, newRegistry)
 	return p, nil
 }
 

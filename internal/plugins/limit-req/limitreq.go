@@ -6,7 +6,6 @@
 package limitreq
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/limitconf"
 	"github.com/sluice-gw/sluice/internal/plugins/limit-count/limitkit"
 )
 
@@ -25,37 +25,6 @@ const Priority = 1001
 
 // sweepInterval bounds how often drained buckets are dropped.
 const sweepInterval = 10 * time.Second
-
-const redisProps = `{
-    "properties": {
-        "redis_host": {"type": "string", "minLength": 2},
-        "redis_port": {"type": "integer", "minimum": 1, "default": 6379},
-        "redis_username": {"type": "string", "minLength": 1},
-        "redis_password": {"type": "string", "minLength": 0},
-        "redis_database": {"type": "integer", "minimum": 0, "default": 0},
-        "redis_timeout": {"type": "integer", "minimum": 1, "default": 1000},
-        "redis_ssl": {"type": "boolean", "default": false},
-        "redis_ssl_verify": {"type": "boolean", "default": false},
-        "redis_keepalive_timeout": {"type": "integer", "minimum": 1000, "default": 10000},
-        "redis_keepalive_pool": {"type": "integer", "minimum": 1, "default": 100}
-    },
-    "required": ["redis_host"]
-}`
-
-const redisClusterProps = `{
-    "properties": {
-        "redis_cluster_nodes": {"type": "array", "minItems": 1,
-            "items": {"type": "string", "minLength": 2, "maxLength": 100}},
-        "redis_password": {"type": "string", "minLength": 0},
-        "redis_timeout": {"type": "integer", "minimum": 1, "default": 1000},
-        "redis_cluster_name": {"type": "string"},
-        "redis_cluster_ssl": {"type": "boolean", "default": false},
-        "redis_cluster_ssl_verify": {"type": "boolean", "default": false},
-        "redis_keepalive_timeout": {"type": "integer", "minimum": 1000, "default": 10000},
-        "redis_keepalive_pool": {"type": "integer", "minimum": 1, "default": 100}
-    },
-    "required": ["redis_cluster_nodes", "redis_cluster_name"]
-}`
 
 // schema transcribes apisix/plugins/limit-req.lua. The "if"s also require
 // policy: the Lua validator fills in the default before evaluating them.
@@ -73,12 +42,7 @@ const schema = `{
         "allow_degradation": {"type": "boolean", "default": false}
     },
     "required": ["rate", "burst", "key"],
-    "if": {"properties": {"policy": {"enum": ["redis"]}}, "required": ["policy"]},
-    "then": ` + redisProps + `,
-    "else": {
-        "if": {"properties": {"policy": {"enum": ["redis-cluster"]}}, "required": ["policy"]},
-        "then": ` + redisClusterProps + `
-    }
+    ` + limitconf.RedisPolicies + `
 }`
 
 // Config is limit-req's conf with APISIX's defaults.
@@ -138,10 +102,8 @@ func newRegistry() any {
 // New builds an instance from conf.
 func New(raw json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	c := Config{KeyType: limitkit.KeyVar, Policy: "local", RejectedCode: 503}
-	if t := bytes.TrimSpace(raw); len(t) > 0 && !bytes.Equal(t, []byte("[]")) {
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("invalid conf: %w", err)
-		}
+	if err := limitconf.Decode(raw, &c); err != nil {
+		return nil, err
 	}
 	if c.Rate <= 0 {
 		return nil, fmt.Errorf("property \"rate\" is required")
@@ -149,15 +111,12 @@ func New(raw json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	if c.Policy != "local" {
 		return nil, fmt.Errorf("policy %s is not supported yet", c.Policy)
 	}
-	p := &Plugin{conf: c, key: limitkit.NewKey(c.KeyType, c.Key)}
-	if c.RejectedMsg != nil {
-		p.body = map[string]string{"error_msg": *c.RejectedMsg}
-	}
-	if env != nil {
-		reg := env.Shared.LoadOrStore(Name, newRegistry).(*limitkit.Registry[bucket])
-		p.handle = limitkit.NewHandle(reg, limitkit.Scope(Name, env.Parent, env.ConfHash))
-	}
-	return p, nil
+	return &Plugin{
+		conf:   c,
+		key:    limitkit.NewKey(c.KeyType, c.Key),
+		body:   limitconf.RejectBody(c.RejectedMsg),
+		handle: limitconf.Handle[bucket](env, Name, newRegistry),
+	}, nil
 }
 
 func newBucket() *bucket { return &bucket{} }
