@@ -29,6 +29,8 @@ func TestPluginsSecurity(t *testing.T) {
 	runPlRefused(t, g, []plRefused{
 		{"ip-restriction both lists", "", plRoute("/r", `"ip-restriction":{"whitelist":["1.2.3.4"],"blacklist":["1.1.1.1"]}`, a),
 			`failed to check the configuration of plugin ip-restriction err: value should match only one schema, but matches both schemas 1 and 2`},
+		{"ip-restriction bad address past the schema", "", plRoute("/r", `"ip-restriction":{"whitelist":["::1/129"]}`, a),
+			`failed to check the configuration of plugin ip-restriction err: invalid ip address: ::1/129`},
 		{"ip-restriction response_code out of range", "", plRoute("/r", `"ip-restriction":{"whitelist":["1.2.3.4"],"response_code":500}`, a),
 			`failed to check the configuration of plugin ip-restriction err: property "response_code" validation failed: expected 500 to be at most 404`},
 		{"ua-restriction bad regex", "", plRoute("/r", `"ua-restriction":{"denylist":["a("]}`, a),
@@ -55,6 +57,8 @@ func TestPluginsSecurity(t *testing.T) {
 			`failed to check the configuration of plugin request-validation err: invalid JSON type: test`},
 		{"real-ip without source", "", plRoute("/r", `"real-ip":{}`, a),
 			`failed to check the configuration of plugin real-ip err: property "source" is required`},
+		{"real-ip bad trusted address", "", plRoute("/r", `"real-ip":{"source":"http_x_forwarded_for","trusted_addresses":["::1/129"]}`, a),
+			`failed to check the configuration of plugin real-ip err: invalid ip address: ::1/129`},
 		{"request-id unknown algorithm", "", plRoute("/r", `"request-id":{"algorithm":"x"}`, a),
 			`failed to check the configuration of plugin request-id err: property "algorithm" validation failed: matches none of the enum values`},
 		{"request-id range_id too short", "", plRoute("/r", `"request-id":{"algorithm":"range_id","range_id":{"length":5}}`, a),
