@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/authkit"
 )
 
 // Name is the plugin name.
@@ -111,10 +112,6 @@ func NewConsumer(conf json.RawMessage) (string, any, error) {
 	return *c.Username, &credential{sum: sha256.Sum256([]byte(*c.Password))}, nil
 }
 
-type message struct {
-	Message string `json:"message"`
-}
-
 // Rewrite authenticates the request (APISIX runs auth plugins in rewrite).
 func (p *Plugin) Rewrite(r *plugin.Request) {
 	cred, errMsg := find(r)
@@ -123,13 +120,8 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 	if cred != nil {
 		c, credID = cred.Consumer, cred.ID
 	} else {
-		if p.conf.AnonymousConsumer == "" {
-			p.reject(r, errMsg)
-			return
-		}
 		var ok bool
-		if c, ok = r.Env.Consumers.ByName(p.conf.AnonymousConsumer); !ok {
-			p.reject(r, "Invalid user authorization")
+		if c, ok = authkit.Anonymous(r, p.conf.AnonymousConsumer, p.challenge, errMsg); !ok {
 			return
 		}
 	}
@@ -137,11 +129,6 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 		r.Header.Del("Authorization")
 	}
 	r.AttachConsumer(c, credID)
-}
-
-func (p *Plugin) reject(r *plugin.Request, msg string) {
-	r.W.Header()["Www-Authenticate"] = p.challenge
-	r.Exit(401, message{msg})
 }
 
 // find parses the Authorization header and checks the password; it

@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/authkit"
 	"github.com/sluice-gw/sluice/internal/plugins/internal/httpvar"
 )
 
@@ -242,10 +243,6 @@ func isSecretRef(s string) bool {
 	return strings.HasPrefix(s, "$env://") || strings.HasPrefix(s, "$secret://")
 }
 
-type message struct {
-	Message string `json:"message"`
-}
-
 // Rewrite authenticates the request (APISIX runs auth plugins in rewrite).
 func (p *Plugin) Rewrite(r *plugin.Request) {
 	cred, errMsg := p.find(r)
@@ -253,21 +250,9 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 		r.AttachConsumer(cred.Consumer, cred.ID)
 		return
 	}
-	if p.conf.AnonymousConsumer == "" {
-		p.reject(r, errMsg)
-		return
+	if c, ok := authkit.Anonymous(r, p.conf.AnonymousConsumer, p.challenge, errMsg); ok {
+		r.AttachConsumer(c, "")
 	}
-	c, ok := r.Env.Consumers.ByName(p.conf.AnonymousConsumer)
-	if !ok {
-		p.reject(r, "Invalid user authorization")
-		return
-	}
-	r.AttachConsumer(c, "")
-}
-
-func (p *Plugin) reject(r *plugin.Request, msg string) {
-	r.W.Header()["Www-Authenticate"] = p.challenge
-	r.Exit(401, message{msg})
 }
 
 // find fetches, parses and verifies the token in APISIX's order: key

@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/authkit"
 	"github.com/sluice-gw/sluice/internal/plugins/internal/httpvar"
 )
 
@@ -124,10 +125,6 @@ func NewConsumer(conf json.RawMessage) (string, any, error) {
 	return *c.Key, &credential{key: *c.Key}, nil
 }
 
-type message struct {
-	Message string `json:"message"`
-}
-
 // Rewrite authenticates the request (APISIX runs auth plugins in rewrite).
 func (p *Plugin) Rewrite(r *plugin.Request) {
 	cred, errMsg := p.find(r)
@@ -135,27 +132,15 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 		r.AttachConsumer(cred.Consumer, cred.ID)
 		return
 	}
-	if p.conf.AnonymousConsumer == "" {
-		p.reject(r, errMsg)
-		return
-	}
 	// The credential was wrong or missing; with hide_credentials it must
 	// not reach the upstream on the anonymous path either, wherever it was.
-	if p.conf.HideCredentials {
+	if p.conf.AnonymousConsumer != "" && p.conf.HideCredentials {
 		r.Header.Del(p.headerKey)
 		httpvar.HideQuery(r, p.conf.Query)
 	}
-	c, ok := r.Env.Consumers.ByName(p.conf.AnonymousConsumer)
-	if !ok {
-		p.reject(r, "Invalid user authorization")
-		return
+	if c, ok := authkit.Anonymous(r, p.conf.AnonymousConsumer, p.challenge, errMsg); ok {
+		r.AttachConsumer(c, "")
 	}
-	r.AttachConsumer(c, "")
-}
-
-func (p *Plugin) reject(r *plugin.Request, msg string) {
-	r.W.Header()["Www-Authenticate"] = p.challenge
-	r.Exit(401, message{msg})
 }
 
 // find looks the key up: the header first, the query argument only when
