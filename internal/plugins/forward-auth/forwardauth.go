@@ -16,12 +16,12 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/reqbody"
 )
 
 // Name is the plugin name.
@@ -240,7 +240,7 @@ func (p *Plugin) Access(r *plugin.Request) {
 		}
 	}
 	if p.conf.RequestMethod == "POST" {
-		body, err := readBody(r, p.conf.MaxReqBodySize)
+		body, err := reqbody.Read(r, p.conf.MaxReqBodySize)
 		if err != nil {
 			if r.Env != nil && r.Env.Logger != nil {
 				r.Env.Logger.Error("forward-auth: failed to read request body", "error", err)
@@ -341,31 +341,6 @@ func first(h engine.Header, name string) (string, bool) {
 		return vv[0], true
 	}
 	return "", false
-}
-
-// readBody buffers the request body up to max bytes and puts it back so
-// the upstream still receives it.
-func readBody(r *plugin.Request, max int64) ([]byte, error) {
-	if r.ContentLength > max {
-		return nil, fmt.Errorf("request size %d is greater than the maximum size %d allowed", r.ContentLength, max)
-	}
-	if r.Body == nil {
-		return nil, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read request body: %w", err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("request size %d is greater than the maximum size %d allowed", len(b), max)
-	}
-	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.ContentLength = int64(len(b))
-	if _, ok := r.Header["Content-Length"]; ok {
-		r.Header["Content-Length"] = []string{strconv.Itoa(len(b))}
-	}
-	return b, nil
 }
 
 // resolveVars substitutes $name and ${name} (and ${name ?? default}) with

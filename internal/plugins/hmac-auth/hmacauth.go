@@ -10,7 +10,6 @@
 package hmacauth
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -21,14 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/reqbody"
 )
 
 // Name is the plugin name.
@@ -355,7 +353,7 @@ func (p *Plugin) validate(r *plugin.Request, ps *params) (*plugin.Credential, st
 		if !ok {
 			return nil, "Invalid digest", 0
 		}
-		body, err := readBody(r, p.conf.MaxReqBodySize)
+		body, err := reqbody.Read(r, p.conf.MaxReqBodySize)
 		if err != nil {
 			return nil, err.Error(), 413
 		}
@@ -528,29 +526,4 @@ func parseHTTPTime(s string) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
-}
-
-// readBody buffers the request body up to max bytes and puts it back so
-// the upstream still receives it. The error text is APISIX's.
-func readBody(r *plugin.Request, max int64) ([]byte, error) {
-	if r.ContentLength > max {
-		return nil, fmt.Errorf("request size %d is greater than the maximum size %d allowed", r.ContentLength, max)
-	}
-	if r.Body == nil {
-		return nil, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read request body: %w", err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("request size %d is greater than the maximum size %d allowed", len(b), max)
-	}
-	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.ContentLength = int64(len(b))
-	if _, ok := r.Header["Content-Length"]; ok {
-		r.Header["Content-Length"] = []string{strconv.Itoa(len(b))}
-	}
-	return b, nil
 }
