@@ -56,8 +56,8 @@ func normalizeSlow(raw string) (string, bool) {
 			if i+2 >= len(raw) {
 				return "", false
 			}
-			hi, ok1 := unhex(raw[i+1])
-			lo, ok2 := unhex(raw[i+2])
+			hi, ok1 := Unhex(raw[i+1])
+			lo, ok2 := Unhex(raw[i+2])
 			if !ok1 || !ok2 {
 				return "", false
 			}
@@ -114,7 +114,10 @@ func normalizeSlow(raw string) (string, bool) {
 	return string(out), true
 }
 
-func unhex(c byte) (byte, bool) {
+// Unhex returns the value of the hexadecimal digit c, and false when c is
+// not one. Exported for plugins that decode percent-escapes the way the
+// path normalisation does (uri-blocker).
+func Unhex(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/plugins/internal/httpvar"
 	uarestriction "github.com/sluice-gw/sluice/internal/plugins/ua-restriction"
@@ -173,8 +174,8 @@ func altPath(path string) (string, bool) {
 			}
 		case '%':
 			if i+2 < len(path) {
-				hi, ok1 := unhex(path[i+1])
-				lo, ok2 := unhex(path[i+2])
+				hi, ok1 := engine.Unhex(path[i+1])
+				lo, ok2 := engine.Unhex(path[i+2])
 				if ok1 && ok2 {
 					c = hi<<4 | lo
 					if c == '\\' {
@@ -241,16 +242,4 @@ func altQuery(q string) (string, bool) {
 		return "", false
 	}
 	return httpvar.Unescape(q), true
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
