@@ -10,7 +10,7 @@
 #
 # Usage: bench/run.sh [--quick | --full] [--profiles "a e d"] [--keep]
 #   --quick     (default) 2 rounds x 5 s per connection count, 2 s warm-up
-#   --full      3 rounds x 10 s per connection count, 3 s warm-up (~7 min)
+#   --full      3 rounds x 10 s per connection count, 3 s warm-up (~8-9 min)
 #   --profiles  which profiles to run, in order (default "a e d"):
 #                 a  plain proxy, one route, 1 KiB response
 #                 e  TLS termination (TLS 1.3, keep-alive), one route
