@@ -8,7 +8,7 @@ import (
 	"net/textproto"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
-	"github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite/vartpl"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/vartpl"
 )
 
 // Name is the plugin name.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/expr"
 	"github.com/sluice-gw/sluice/internal/plugin"
-	"github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite/vartpl"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/vartpl"
 )
 
 // Name is the plugin name.

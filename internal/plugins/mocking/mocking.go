@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
-	"github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite/vartpl"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/vartpl"
 	"github.com/sluice-gw/sluice/internal/version"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
-	"github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite/vartpl"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/vartpl"
 )
 
 // Name is the plugin name.
@@ -176,13 +176,11 @@ func (p *Plugin) buildHeaders(raw json.RawMessage) error {
 				p.set = ops
 			}
 		case "remove":
-			var names []string
-			if err := json.Unmarshal(m.Value, &names); err != nil {
-				return fmt.Errorf("invalid headers.remove: %w", err)
+			names, err := vartpl.HeaderNames(m.Value)
+			if err != nil {
+				return err
 			}
-			for _, n := range names {
-				p.remove = append(p.remove, textproto.CanonicalMIMEHeaderKey(n))
-			}
+			p.remove = append(p.remove, names...)
 		}
 	}
 	return nil

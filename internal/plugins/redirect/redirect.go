@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
-	"github.com/sluice-gw/sluice/internal/plugins/proxy-rewrite/vartpl"
+	"github.com/sluice-gw/sluice/internal/plugins/internal/vartpl"
 )
 
 // Name is the plugin name.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/textproto"
 	"strconv"
 )
 
@@ -70,4 +72,18 @@ func LuaNumber(f float64) string {
 		return strconv.FormatInt(int64(f), 10)
 	}
 	return strconv.FormatFloat(f, 'g', 14, 64)
+}
+
+// HeaderNames decodes the "remove" list of the rewrite plugins' headers
+// field (proxy-rewrite, response-rewrite): a JSON array of header names,
+// returned in canonical form.
+func HeaderNames(raw json.RawMessage) ([]string, error) {
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return nil, fmt.Errorf("invalid headers.remove: %w", err)
+	}
+	for i, n := range names {
+		names[i] = textproto.CanonicalMIMEHeaderKey(n)
+	}
+	return names, nil
 }

@@ -4,9 +4,8 @@
 // templates of ngx.re.sub/gsub ("$0", "${1}", "$$"), plus nginx's
 // ngx_escape_uri as core.utils.uri_safe_encode uses it.
 //
-// It lives under proxy-rewrite because that plugin owns most of it;
-// response-rewrite, redirect, fault-injection and mocking import it too.
-// It is a candidate for internal/plugin once other plugins need it.
+// It is shared by proxy-rewrite, response-rewrite, redirect, echo,
+// fault-injection and mocking, so it lives with the plugins' shared code.
 package vartpl
 
 import (
