@@ -101,7 +101,10 @@ func Start(t testing.TB, defs []*plugin.Def, mutate func(*config.Config)) *Gatew
 
 type testWriter struct{ t testing.TB }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // Response is a completed HTTP exchange.
 type Response struct {
