@@ -32,8 +32,11 @@ type compiled struct {
 	inline    map[string]*upstream // by config hash, for route/service inline upstreams
 	certs     *certIndex
 	global    *plugin.Chain // merged global rules; nil when none
-	env       *plugin.Env
-	entries   map[string]*plugin.Entry // built plugin instances, reused by the next build
+	// consumerFilters is set when some consumer or consumer group has a
+	// response-filtering plugin, so its merge may need the writer wrapper.
+	consumerFilters bool
+	env             *plugin.Env
+	entries         map[string]*plugin.Entry // built plugin instances, reused by the next build
 
 	hc      healthEnv
 	prevUps map[string]*upstream
@@ -155,7 +158,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 	}
 	r.Route = chain
 	var fw *filterWriter
-	if data.global.HasResponseFilters() || chain.HasResponseFilters() || data.env.Consumers != nil {
+	if data.global.HasResponseFilters() || chain.HasResponseFilters() || data.consumerFilters {
 		fw = &filterWriter{w: c.W, r: r, global: data.global, route: chain}
 		c.W = fw
 		defer func() { c.W = fw.w }()
@@ -490,6 +493,7 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 		}
 		out := &compiled{upstreams: map[string]*upstream{}, inline: map[string]*upstream{}, hc: hc, prevUps: prev}
 		out.env = &plugin.Env{Consumers: pb.consumers(s), Metadata: map[string]json.RawMessage{}}
+		out.consumerFilters = pb.consumerFilters
 		for name, v := range s.Objects["plugin_metadata"] {
 			if md, ok := v.(*resource.PluginMetadata); ok {
 				out.env.Metadata[name] = md.Conf

@@ -26,6 +26,9 @@ type pluginBuild struct {
 	prev   map[string]*plugin.Entry
 	next   map[string]*plugin.Entry
 	errs   []BuildError
+	// consumerFilters records whether any consumer brings a header or
+	// body filter plugin.
+	consumerFilters bool
 }
 
 // confRef is one plugin conf and the object holding it.
@@ -207,6 +210,9 @@ func (b *pluginBuild) consumers(s *Snapshot) *plugin.Consumers {
 			continue
 		}
 		pc.Plugins = es
+		if plugin.NewChain(es).HasResponseFilters() {
+			b.consumerFilters = true
+		}
 		idx.AddConsumer(pc)
 		byName[name] = pc
 	}
