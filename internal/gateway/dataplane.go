@@ -542,13 +542,19 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 			if r.ServiceID != "" {
 				sv, ok := s.Objects["services"][r.ServiceID].(*resource.Service)
 				if !ok {
+					// APISIX keeps such a route in the router (matching on
+					// its own conditions only) and answers nginx's 404 page
+					// when it matches (init.lua: "failed to fetch service
+					// configuration by id"), after a missing plugin_config's
+					// 503.
 					errs = append(errs, BuildError{Key: key, Error: fmt.Sprintf("service %s not found", r.ServiceID)})
-					continue
-				}
-				svc = sv
-				rt.serviceID, rt.serviceName = r.ServiceID, sv.Name
-				if len(hosts) == 0 {
-					hosts = svc.Hosts
+					rt.broken = 404
+				} else {
+					svc = sv
+					rt.serviceID, rt.serviceName = r.ServiceID, sv.Name
+					if len(hosts) == 0 {
+						hosts = svc.Hosts
+					}
 				}
 			}
 			switch {
