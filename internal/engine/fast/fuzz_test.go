@@ -54,7 +54,7 @@ func (d *differential) run(t *testing.T, in string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	const probe = "GET /probe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-	wait := 400 * time.Millisecond
+	wait := time.Second
 	if strings.Contains(strings.ToLower(in), "100-continue") {
 		// http.Transport holds the body up to 1 s for the upstream's 100.
 		wait = 1500 * time.Millisecond
