@@ -28,13 +28,18 @@ import (
 
 // Target is one upstream node to send the request to.
 type Target struct {
-	// Scheme is "http" or "https".
+	// Scheme is "http" or "https" (HTTP/1.1), or APISIX's "grpc" (HTTP/2
+	// with prior knowledge over cleartext, h2c) or "grpcs" (HTTP/2 over TLS,
+	// ALPN h2). The grpc schemes always speak HTTP/2 upstream whatever the
+	// client spoke, so gRPC's trailers and full-duplex streams survive;
+	// gRPC clients themselves must reach Sluice over HTTP/2.
 	Scheme string
 	// Addr is the dial address, host:port.
 	Addr string
 	// Host is the Host header to send; empty passes the client's through.
 	Host string
-	// SNI is the TLS server name for https; empty uses Host without port.
+	// SNI is the TLS server name for https and grpcs; empty uses Host
+	// without port.
 	SNI string
 	// TLS is the upstream TLS config (client certs, roots). nil means
 	// APISIX's default: do not verify the upstream certificate.
@@ -110,7 +115,7 @@ type transportKey struct {
 type Forwarder struct {
 	logger     *slog.Logger
 	mu         sync.RWMutex
-	transports map[transportKey]*http.Transport
+	transports map[transportKey]roundTripper
 	bufs       sync.Pool // *[]byte of copyBufSize
 }
 
@@ -119,7 +124,7 @@ func NewForwarder(logger *slog.Logger) *Forwarder {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{logger: logger, transports: map[transportKey]*http.Transport{}}
+	f := &Forwarder{logger: logger, transports: map[transportKey]roundTripper{}}
 	f.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	return f
 }
@@ -140,11 +145,11 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-func (f *Forwarder) transport(t *Target, opt *Options) *http.Transport {
+func (f *Forwarder) transport(t *Target, opt *Options) roundTripper {
 	key := transportKey{scheme: t.Scheme, addr: t.Addr, tls: t.TLS,
 		size: opt.KeepalivePool.Size, idle: opt.KeepalivePool.IdleTimeout,
 		connect: opt.Timeouts.Connect}
-	if t.Scheme == "https" {
+	if isTLS(t.Scheme) {
 		key.sni = t.sni()
 	}
 	f.mu.RLock()
@@ -164,7 +169,24 @@ func (f *Forwarder) transport(t *Target, opt *Options) *http.Transport {
 	}
 	connect := orDefault(key.connect, defaultTimeout)
 	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
-	tr = &http.Transport{
+	var cfg *tls.Config
+	if isTLS(t.Scheme) {
+		if t.TLS != nil {
+			cfg = t.TLS.Clone()
+		} else {
+			// APISIX does not verify upstream certificates by default.
+			cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX default
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = key.sni
+		}
+	}
+	if isH2(t.Scheme) {
+		tr = newH2Transport(key, dialer, cfg)
+		f.transports[key] = tr
+		return tr
+	}
+	h1 := &http.Transport{
 		Proxy:       nil,
 		DialContext: dialer.DialContext,
 		// Go's default of 2 idle connections per host turns every burst
@@ -180,21 +202,9 @@ func (f *Forwarder) transport(t *Target, opt *Options) *http.Transport {
 		WriteBufferSize:        16 << 10,
 		ReadBufferSize:         16 << 10,
 	}
-	if t.Scheme == "https" {
-		var cfg *tls.Config
-		if t.TLS != nil {
-			cfg = t.TLS.Clone()
-		} else {
-			// APISIX does not verify upstream certificates by default.
-			cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX default
-		}
-		if cfg.ServerName == "" {
-			cfg.ServerName = key.sni
-		}
-		tr.TLSClientConfig = cfg
-	}
-	f.transports[key] = tr
-	return tr
+	h1.TLSClientConfig = cfg
+	f.transports[key] = h1
+	return h1
 }
 
 func (t *Target) sni() string {
@@ -249,6 +259,20 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 func (b *body) Close() error { return nil }
+
+// finish retires the body once the attempt is over, waiting for a read in
+// flight. closeClient closes the client's body first to wake such a read;
+// only HTTP/2 request bodies are known to allow a Close concurrent with Read.
+func (b *body) finish(closeClient bool) {
+	if !b.mu.TryLock() {
+		if cl, ok := b.r.(io.Closer); ok && closeClient {
+			_ = cl.Close()
+		}
+		b.mu.Lock()
+	}
+	b.dead = true
+	b.mu.Unlock()
+}
 
 func (b *body) read() int64 {
 	b.mu.Lock()
@@ -347,7 +371,7 @@ func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.C
 	}()
 
 	scheme := "http"
-	if t.Scheme == "https" {
+	if isTLS(t.Scheme) {
 		scheme = "https"
 	}
 	u := url.URL{Scheme: scheme, Host: t.Addr, Opaque: rawPath, RawQuery: query}
@@ -383,8 +407,12 @@ func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.C
 	}
 
 	resp, err := tr.RoundTrip(req)
+	// gRPC streams are full duplex: an HTTP/2 upstream answers while the
+	// request body still flows, so a successful h2 attempt keeps feeding
+	// the body until the response is done (finish below).
+	h2 := isH2(t.Scheme)
 	var sent int64
-	if b != nil {
+	if b != nil && (err != nil || !h2) {
 		sent = b.read()
 	}
 	if err != nil {
@@ -413,6 +441,10 @@ func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.C
 		}
 		resp.Body.Close()
 		return http.StatusBadGateway, errors.New("unexpected 101 from upstream"), false
+	}
+	if b != nil && h2 {
+		resp.Body = &h2RespBody{ReadCloser: resp.Body, b: b, cancel: cancel,
+			closeClient: c.Proto == "HTTP/2.0"}
 	}
 	return f.copyResponse(c, resp, a, opt)
 }
