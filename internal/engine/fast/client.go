@@ -305,6 +305,16 @@ func (f *Forwarder) Forward(c *engine.Ctx, pick proxy.Picker, opt *proxy.Options
 		if n == 0 {
 			start = time.Now()
 		}
+		if t.Scheme != "http" && t.Scheme != "https" && f.fallback != nil {
+			// grpc/grpcs speak HTTP/2 upstream: net/http's Transport.
+			base, first := n, t
+			return f.fallback.Forward(c, func(i int) (proxy.Target, bool) {
+				if i == 0 {
+					return first, true
+				}
+				return pick(base + i)
+			}, opt)
+		}
 		c.UpstreamAddr = t.Addr
 		st, err, retry := f.try(c, cn, &t, opt, &plan, idempotent)
 		if err == nil {
