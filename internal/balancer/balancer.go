@@ -227,7 +227,8 @@ func (b *Balancer) SetHealth(h HealthView) {
 // chash key resolved by the caller (ignored by other types).
 //
 // Nodes are grouped by priority; the highest group is used and a lower one
-// only when every node of the higher groups is tried or unhealthy. Weight-0
+// only when every node of the higher groups is tried or unhealthy. Moving
+// down a level is final for the request and clears tried (see Tried). Weight-0
 // nodes are never picked. An upstream with a single node skips the balancer
 // entirely, as in APISIX: that node is returned even when tried or unhealthy,
 // so an explicit retries count retries it. Pick returns nil when no node is
@@ -245,6 +246,9 @@ func (b *Balancer) Pick(tried *Tried, hashKey string) *Node {
 	}
 	v := b.currentView()
 	for _, g := range v.groups {
+		if tried.skips(g.priority) {
+			continue
+		}
 		var i int
 		switch b.kind {
 		case kindCHash:
@@ -259,6 +263,7 @@ func (b *Balancer) Pick(tried *Tried, hashKey string) *Node {
 		if i >= 0 {
 			return &b.nodes[i].Node
 		}
+		tried.exhaust(g.priority)
 	}
 	return nil
 }
