@@ -1,13 +1,16 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,6 +97,72 @@ type dataPlane struct {
 
 var notFoundBody = []byte("{\"error_msg\":\"404 Route Not Found\"}\n")
 
+// matchState is the pooled per-request state of a route match.
+type matchState struct {
+	params router.Params
+	vars   routeVars
+}
+
+// maxPostArgsBody caps the body read to evaluate post_arg_<name> in route
+// vars. APISIX reads it with ngx.req.get_post_args, which yields nothing
+// once nginx has spilled the body to a temporary file (past
+// client_body_buffer_size), so larger forms never match there either; the
+// cap also keeps routing from buffering an attacker's upload.
+const maxPostArgsBody = 64 << 10
+
+// routeVars resolves the variables of routes' vars conditions: the
+// request's own, plus post_arg_<name> (apisix/core/ctx.lua), which reads
+// an application/x-www-form-urlencoded body once and puts it back for the
+// upstream.
+type routeVars struct {
+	c    *engine.Ctx
+	read bool
+	form url.Values
+}
+
+// Var implements expr.Vars.
+func (v *routeVars) Var(name string) (string, bool) {
+	if !strings.HasPrefix(name, "post_arg_") {
+		return v.c.Var(name)
+	}
+	if !v.read {
+		v.read = true
+		v.form = readPostArgs(v.c)
+	}
+	if vals := v.form[name[len("post_arg_"):]]; len(vals) > 0 {
+		return vals[0], true
+	}
+	return "", false
+}
+
+// readPostArgs parses a urlencoded request body of at most maxPostArgsBody
+// bytes. Whatever it reads is replayed in front of the rest of the body, so
+// the upstream receives the body unchanged.
+func readPostArgs(c *engine.Ctx) url.Values {
+	if c.Body == nil || c.ContentLength == 0 || c.ContentLength > maxPostArgsBody ||
+		!strings.HasPrefix(c.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		return nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(c.Body, maxPostArgsBody+1))
+	c.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), c.Body), rc: c.Body}
+	if err != nil || len(buf) > maxPostArgsBody {
+		return nil
+	}
+	// Like nginx's get_post_args, keep the pairs that parse.
+	form, _ := url.ParseQuery(string(buf))
+	return form
+}
+
+// replayBody is a request body with its first bytes already read and put
+// back; Close closes the engine's body.
+type replayBody struct {
+	io.Reader
+	rc io.ReadCloser
+}
+
+// Close implements io.Closer.
+func (r *replayBody) Close() error { return r.rc.Close() }
+
 // Serve handles one request on either engine: route match, plugin
 // phases (global rules first in each phase), upstream selection, proxying,
 // response filters and logging.
@@ -112,11 +181,13 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 	if d.deleteTailSlash && len(path) > 1 && path[len(path)-1] == '/' {
 		path = path[:len(path)-1]
 	}
-	p, _ := d.paramsPool.Get().(*router.Params)
-	if p == nil {
-		p = new(router.Params)
+	ms, _ := d.paramsPool.Get().(*matchState)
+	if ms == nil {
+		ms = new(matchState)
 	}
-	req := router.Request{Path: path, Host: c.Host, RawHost: c.RawHost, Method: c.Method, RemoteAddr: c.RemoteAddr.Addr().Unmap(), Vars: c}
+	p := &ms.params
+	ms.vars = routeVars{c: c}
+	req := router.Request{Path: path, Host: c.Host, RawHost: c.RawHost, Method: c.Method, RemoteAddr: c.RemoteAddr.Addr().Unmap(), Vars: &ms.vars}
 	m := data.router.Match(&req, p)
 	if m != nil {
 		c.MatchedURI, c.MatchedHost = p.Pattern(), p.Host()
@@ -126,7 +197,8 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 			c.ParamValues = append(c.ParamValues, v)
 		}
 	}
-	d.paramsPool.Put(p)
+	ms.vars = routeVars{}
+	d.paramsPool.Put(ms)
 	var rt *route
 	if m != nil {
 		rt = m.Value.(*route)
@@ -292,7 +364,9 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	}
 	start := time.Now()
 	var fwd proxy.Forwarding = d.fwd
-	if d.fastFwd != nil && c.EngineData != nil {
+	// The fast engine's upstream client speaks HTTP/1.1 only; gRPC
+	// upstreams need net/http's HTTP/2 transport.
+	if d.fastFwd != nil && c.EngineData != nil && up.cfg.Scheme != "grpc" && up.cfg.Scheme != "grpcs" {
 		fwd = d.fastFwd
 	}
 	status, err := fwd.Forward(c, pick, &opts)
@@ -324,17 +398,17 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 
 // target builds the proxy target for a node, applying pass_host.
 func (u *upstream) target(c *engine.Ctx, n *balancer.Node) proxy.Target {
+	// grpc/grpcs stay as they are: the forwarder speaks HTTP/2 for them.
 	scheme := u.cfg.Scheme
-	if scheme == "" || scheme == "grpc" {
+	if scheme == "" {
 		scheme = "http"
-	} else if scheme == "grpcs" {
-		scheme = "https"
 	}
+	tlsScheme := scheme == "https" || scheme == "grpcs"
 	t := proxy.Target{Scheme: scheme, Addr: n.Addr}
 	switch u.cfg.PassHost {
 	case "node":
 		t.Host = n.Addr
-		if (scheme == "http" && n.Port == 80) || (scheme == "https" && n.Port == 443) {
+		if (!tlsScheme && n.Port == 80) || (tlsScheme && n.Port == 443) {
 			t.Host = n.Host
 		}
 	case "rewrite":
@@ -342,7 +416,7 @@ func (u *upstream) target(c *engine.Ctx, n *balancer.Node) proxy.Target {
 	default:
 		t.Host = c.RawHost
 	}
-	if scheme == "https" {
+	if tlsScheme {
 		t.SNI = strings.Split(t.Host, ":")[0]
 		t.TLS = u.tls
 	}
