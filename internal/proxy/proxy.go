@@ -32,7 +32,9 @@ type Target struct {
 	// with prior knowledge over cleartext, h2c) or "grpcs" (HTTP/2 over TLS,
 	// ALPN h2). The grpc schemes always speak HTTP/2 upstream whatever the
 	// client spoke, so gRPC's trailers and full-duplex streams survive;
-	// gRPC clients themselves must reach Sluice over HTTP/2.
+	// gRPC clients themselves must reach Sluice over HTTP/2: TLS with ALPN
+	// h2, or h2c on a listener whose engine allows it (std.WithH2C; the
+	// gateway has no config switch for that yet, so in practice TLS).
 	Scheme string
 	// Addr is the dial address, host:port.
 	Addr string
