@@ -484,6 +484,7 @@ func TestDPCUpstream(t *testing.T) {
 	dpcPutAll(t, g,
 		"/apisix/admin/routes/noup", `{"uri":"/noup","plugins":{}}`,
 		"/apisix/admin/routes/ok", up("/ok", dpcUp(live.addr())),
+		"/apisix/admin/routes/nonodes", up("/nonodes", `{"type":"roundrobin","nodes":{}}`),
 		"/apisix/admin/routes/st500", up("/dpc-status/*", dpcUp(live.addr())),
 		"/apisix/admin/routes/timeout", up("/dpc-sleep", fmt.Sprintf(`{"nodes":{"%s":1},"timeout":{"connect":0.5,"send":0.5,"read":0.5}}`, live.addr())),
 		"/apisix/admin/routes/rtimeout", fmt.Sprintf(`{"uri":"/dpc-sleep2","plugins":{"proxy-rewrite":{"uri":"/dpc-sleep"}},"timeout":{"connect":0.3,"send":0.3,"read":0.3},"upstream":{"nodes":{"%s":1},"timeout":{"connect":5,"send":5,"read":5}}}`, live.addr()),
@@ -508,6 +509,9 @@ func TestDPCUpstream(t *testing.T) {
 	runPlCases(t, g, []plCase{
 		{name: "not-exist-upstream/no upstream is 503", path: "/noup", status: 503,
 			wantBody: plStr(dpcPage("503 Service Temporarily Unavailable")), wantHdr: map[string]string{"Content-Type": html, ust: ""}},
+		{name: "no node is 503", path: "/nonodes", status: 503,
+			wantBody: plStr(dpcPage("503 Service Temporarily Unavailable")), wantHdr: map[string]string{"Content-Type": html, ust: ""}},
+		{name: "routing uses the resolved path", path: "/x/../ok", status: 200, up: live, reach: true},
 		{name: "upstream-status-5xx TEST 2/200 has no status header", path: "/ok", status: 200, wantBody: dpcBody("live"),
 			wantHdr: map[string]string{ust: "", "X-Upstream": "live"}},
 		{name: "Server replaced on upstream responses", path: "/ok", status: 200,
