@@ -215,7 +215,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 			c.ReplyError(rt.broken)
 			return
 		}
-		d.proxyRoute(c, nil, data, rt, nil)
+		d.proxyRoute(c, nil, data, rt, nil, nil)
 		return
 	}
 	r, _ := d.reqPool.Get().(*plugin.Request)
@@ -235,7 +235,8 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 		c.W = fw
 		defer func() { c.W = fw.w }()
 	}
-	d.phases(r, data, rt, chain, fw)
+	orig := captureForwarded(c.Header)
+	d.phases(r, data, rt, chain, fw, &orig)
 	if fw != nil {
 		fw.finish()
 	}
@@ -249,7 +250,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 }
 
 // phases runs rewrite and access, then proxies.
-func (d *dataPlane) phases(r *plugin.Request, data *compiled, rt *route, chain *plugin.Chain, fw *filterWriter) {
+func (d *dataPlane) phases(r *plugin.Request, data *compiled, rt *route, chain *plugin.Chain, fw *filterWriter, orig *forwardedHeaders) {
 	c := r.Ctx
 	if rt == nil {
 		// No route: global rules' rewrite and access still run.
@@ -279,11 +280,11 @@ func (d *dataPlane) phases(r *plugin.Request, data *compiled, rt *route, chain *
 	if data.global.Access(r) || chain.Access(r) {
 		return
 	}
-	d.proxyRoute(c, r, data, rt, chain)
+	d.proxyRoute(c, r, data, rt, chain, orig)
 }
 
 // proxyRoute resolves the upstream (a plugin's choice first) and forwards.
-func (d *dataPlane) proxyRoute(c *engine.Ctx, r *plugin.Request, data *compiled, rt *route, chain *plugin.Chain) {
+func (d *dataPlane) proxyRoute(c *engine.Ctx, r *plugin.Request, data *compiled, rt *route, chain *plugin.Chain, orig *forwardedHeaders) {
 	up := rt.upstream
 	upID := rt.upstreamID
 	if r != nil && r.Upstream != nil {
@@ -311,11 +312,11 @@ func (d *dataPlane) proxyRoute(c *engine.Ctx, r *plugin.Request, data *compiled,
 		c.ReplyError(503)
 		return
 	}
-	d.forward(c, r, data, rt, up, chain)
+	d.forward(c, r, data, rt, up, chain, orig)
 }
 
 // forward picks nodes with the upstream's balancer and proxies.
-func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt *route, up *upstream, chain *plugin.Chain) {
+func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt *route, up *upstream, chain *plugin.Chain, orig *forwardedHeaders) {
 	opts := up.opts
 	if rt.timeout != nil {
 		opts.Timeouts = timeouts(rt.timeout)
@@ -323,6 +324,9 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	opts.WebSocket = rt.websocket
 	opts.ShowUpstreamStatus = d.showStatus
 	opts.TrustedProxy = d.trusted
+	if orig != nil {
+		opts.PluginForwarded = orig.changed(c.Header)
+	}
 	var tried balancer.Tried
 	var picked [8]*balancer.Node
 	npicked := 0
@@ -788,4 +792,34 @@ func (d *compiled) upstreamFor(u *resource.Upstream) (*upstream, error) {
 	}
 	d.dyn[u] = cu
 	return cu, nil
+}
+
+// forwardedHeaders remembers the client's X-Forwarded-Proto/-Host/-Port
+// before plugins run, so that values a plugin set (proxy-rewrite headers)
+// are sent as the plugin left them, as in APISIX.
+type forwardedHeaders [3][]string
+
+var forwardedKeys = [3]string{"X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port"}
+
+func captureForwarded(h engine.Header) forwardedHeaders {
+	var f forwardedHeaders
+	for i, k := range forwardedKeys {
+		f[i] = h[k]
+	}
+	return f
+}
+
+// changed reports which of the headers a plugin replaced or removed.
+func (f *forwardedHeaders) changed(h engine.Header) proxy.ForwardedSet {
+	var set proxy.ForwardedSet
+	for i, k := range forwardedKeys {
+		now := h[k]
+		if len(now) == len(f[i]) && (len(now) == 0 || &now[0] == &f[i][0]) {
+			continue
+		}
+		if len(now) > 0 { // a removal lets the gateway compute it again
+			set |= proxy.ForwardedProto << i
+		}
+	}
+	return set
 }

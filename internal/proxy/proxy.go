@@ -84,7 +84,21 @@ type Options struct {
 	// no trusted_addresses configured (incoming XFF is appended to, other
 	// X-Forwarded-* are overwritten).
 	TrustedProxy func(netip.Addr) bool
+	// PluginForwarded marks X-Forwarded-Proto/-Host/-Port values a plugin
+	// set (proxy-rewrite headers): they are sent as the plugin left them,
+	// as in APISIX, instead of being recomputed.
+	PluginForwarded ForwardedSet
 }
+
+// ForwardedSet is a set of the X-Forwarded-* headers the gateway computes.
+type ForwardedSet uint8
+
+// Members of ForwardedSet.
+const (
+	ForwardedProto ForwardedSet = 1 << iota
+	ForwardedHost
+	ForwardedPort
+)
 
 // Picker returns the target for attempt n (0-based); ok=false when no
 // (more) node is available.
@@ -638,17 +652,18 @@ func PlanHeaders(c *engine.Ctx, opt *Options, ip string) HeaderPlan {
 	if opt.TrustedProxy == nil || trusted {
 		p.XFFPrior = h["X-Forwarded-For"]
 	}
-	if !trusted || len(h["X-Forwarded-Proto"]) == 0 {
+	keep := opt.PluginForwarded
+	if (!trusted || len(h["X-Forwarded-Proto"]) == 0) && keep&ForwardedProto == 0 {
 		p.Proto, p.SetProto = c.Scheme, true
 	}
-	if !trusted || len(h["X-Forwarded-Host"]) == 0 {
+	if (!trusted || len(h["X-Forwarded-Host"]) == 0) && keep&ForwardedHost == 0 {
 		fh := c.RawHost
 		if fh == "" {
 			fh = c.Host
 		}
 		p.Host, p.SetHost = fh, true
 	}
-	if !trusted || len(h["X-Forwarded-Port"]) == 0 {
+	if (!trusted || len(h["X-Forwarded-Port"]) == 0) && keep&ForwardedPort == 0 {
 		p.Port, p.SetPort = forwardedPort(c), true
 	}
 	return p

@@ -139,3 +139,29 @@ func TestPhaseAndMergeRules(t *testing.T) {
 		t.Fatalf("consumer limit (count 1) must beat the route's (count 100): %d", r.Status)
 	}
 }
+
+// TestPluginSetsForwardedHeaders: a proxy-rewrite header overrides the
+// X-Forwarded-* value the gateway would compute (APISIX proxy-rewrite3.t),
+// while a client-sent one is still replaced.
+func TestPluginSetsForwardedHeaders(t *testing.T) {
+	g := startDefault(t, "")
+	up := newPathRecorder(t)
+	g.admin("PUT", "/apisix/admin/routes/1", fmt.Sprintf(`{"uri":"/xf","plugins":{"proxy-rewrite":{"headers":{"set":{"X-Forwarded-Host":"plugin.example","X-Forwarded-Proto":"https"}}}},"upstream":{"nodes":{"%s":1}}}`, hostPort(up.Server)))
+	var r resp
+	for i := 0; i < 100; i++ {
+		if r = g.proxy("GET", "/xf", map[string]string{"X-Forwarded-Port": "1234"}); r.Status != 404 {
+			break
+		}
+		sleepMs(20)
+	}
+	_, hdr, _ := up.last()
+	if r.Status != 200 || hdr == nil {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	if hdr.Get("X-Forwarded-Host") != "plugin.example" || hdr.Get("X-Forwarded-Proto") != "https" {
+		t.Fatalf("plugin values lost: %v", hdr)
+	}
+	if hdr.Get("X-Forwarded-Port") == "1234" {
+		t.Fatal("a client-sent X-Forwarded-Port reached the upstream")
+	}
+}
