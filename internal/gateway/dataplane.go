@@ -174,6 +174,7 @@ func (d *dataPlane) Serve(c *engine.Ctx) {
 		return
 	}
 	d.realIP.apply(c)
+	alignForwardedPath(c)
 	if c.TLS != nil && !mtlsCheck(data, c) {
 		return
 	}
@@ -822,4 +823,41 @@ func (f *forwardedHeaders) changed(h engine.Header) proxy.ForwardedSet {
 		}
 	}
 	return set
+}
+
+// alignForwardedPath makes the upstream see the path the router matched.
+// The client's raw request-target is forwarded as is (APISIX does the same)
+// when decoding it gives the routed path; when it does not — dot segments,
+// "//", encoded dots or slashes — the normalised path is forwarded instead,
+// so a path can never match one route and reach another path upstream
+// (hardening.md §F). The query string is kept verbatim.
+func alignForwardedPath(c *engine.Ctx) {
+	if c.RawPath == c.Path || c.RawPath == "" || c.RawPath == "*" {
+		return
+	}
+	if dec, err := url.PathUnescape(c.RawPath); err == nil && dec == c.Path && !hasEncodedSeparator(c.RawPath) {
+		return
+	}
+	u := url.URL{Path: c.Path}
+	uri := u.EscapedPath()
+	if c.Query != "" || strings.HasSuffix(c.RequestURI, "?") {
+		uri += "?" + c.Query
+	}
+	c.RequestURI = uri
+	c.RawPath = u.EscapedPath()
+}
+
+// hasEncodedSeparator reports an encoded "/" or "\\", which an upstream may
+// keep as part of a segment while the router treated it as a separator.
+func hasEncodedSeparator(p string) bool {
+	for i := 0; i+2 < len(p); i++ {
+		if p[i] != '%' {
+			continue
+		}
+		switch p[i+1 : i+3] {
+		case "2f", "2F", "5c", "5C":
+			return true
+		}
+	}
+	return false
 }

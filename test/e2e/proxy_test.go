@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -147,5 +148,42 @@ func TestNodeHostname(t *testing.T) {
 	r := g.waitRoute("/named", nil)
 	if r.Status != 200 || !strings.Contains(string(r.Body), "host=localhost:"+port) {
 		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+}
+
+// TestForwardedPathMatchesRoutedPath: a path that decodes to another path
+// (dot segments, encoded slashes) is forwarded as the path the router
+// matched, never as the raw form (hardening.md §F); ordinary encodings are
+// forwarded verbatim.
+func TestForwardedPathMatchesRoutedPath(t *testing.T) {
+	g := startDefault(t, "")
+	up := newPathRecorder(t)
+	g.admin("PUT", "/apisix/admin/routes/1", fmt.Sprintf(`{"uri":"/admin/*","upstream":{"nodes":{"%s":1}}}`, hostPort(up.Server)))
+	g.waitRoute("/admin/x", nil)
+	cases := []struct{ raw, want string }{
+		{"/public/%2e%2e/admin/x?a=1", "/admin/x?a=1"},
+		{"/public%2f..%2fadmin/x", "/admin/x"},
+		{"//admin//x", "/admin/x"},
+		{"/admin/a%20b?q=%20", "/admin/a%20b?q=%20"},
+		{"/admin/x", "/admin/x"},
+	}
+	for _, c := range cases {
+		t.Run(c.raw, func(t *testing.T) {
+			conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.httpPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", c.raw)
+			buf := make([]byte, 4096)
+			n, _ := io.ReadFull(conn, buf[:12])
+			if n < 12 || string(buf[9:12]) != "200" {
+				t.Fatalf("status line %q", buf[:n])
+			}
+			got, _, _ := up.last()
+			if got != c.want {
+				t.Fatalf("upstream saw %q, want %q", got, c.want)
+			}
+		})
 	}
 }
