@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
@@ -491,8 +493,11 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, pla
 	if host == "" {
 		host = t.Addr
 	}
-	if !validHost(host) {
-		return 0, fmt.Errorf("invalid Host %q: %w", host, errInvalidHeader)
+	if !validHost(host) || host != "" && host[0] == '[' {
+		var err error
+		if host, err = cleanHost(host); err != nil {
+			return 0, fmt.Errorf("invalid Host: %w", err)
+		}
 	}
 	rawPath, query := engine.SplitRequestURI(c.RequestURI)
 	if rawPath == "" {
@@ -654,6 +659,28 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, pla
 	return sent, nil
 }
 
+// cleanHost does what http.Transport does to a Host it cannot send as
+// is: non-ASCII names become Punycode, an IPv6 zone is dropped, and a
+// value that still is not a valid Host header is sent empty (RFC 9112
+// §3.2 allows that) rather than altered.
+func cleanHost(host string) (string, error) {
+	host, err := httpguts.PunycodeHostPort(host)
+	if err != nil {
+		return "", err
+	}
+	if !httpguts.ValidHostHeader(host) {
+		return "", nil
+	}
+	if strings.HasPrefix(host, "[") {
+		if i := strings.LastIndex(host, "]"); i >= 0 {
+			if j := strings.LastIndex(host[:i], "%"); j >= 0 {
+				host = host[:j] + host[i:]
+			}
+		}
+	}
+	return host, nil
+}
+
 func writeRawField(bw *bufio.Writer, k, v string) {
 	bw.WriteString(k)
 	bw.WriteString(": ")
@@ -812,10 +839,10 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 				}
 			case "Connection":
 				connListed = append(connListed, val)
-				if hasToken(val, "close") {
+				if listHasToken(val, "close") {
 					connClose = true
 				}
-				if hasToken(val, "keep-alive") {
+				if listHasToken(val, "keep-alive") {
 					keepAlive10 = true
 				}
 			case "Content-Type":
@@ -975,7 +1002,10 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 			}
 		}
 	}
-	if reusable {
+	if reusable && uc.br.Buffered() == 0 {
+		// Bytes beyond the response (a body sent with a HEAD or 204
+		// response, or junk) would be read as the next response:
+		// http.Transport drops such a connection, and so do we.
 		uc.p.put(uc)
 	} else {
 		uc.close()

@@ -3,6 +3,7 @@ package fast
 import (
 	"bufio"
 	"errors"
+	"net/url"
 	"strings"
 )
 
@@ -243,22 +244,29 @@ func internMethod(sc *strCache, b []byte) string {
 	return sc.slot(1, b)
 }
 
-// parseContentLength parses a Content-Length value as net/http does:
-// digits only, no sign, no list, fits in int64.
+// parseContentLength parses a Content-Length value as net/http does
+// (strconv.ParseUint(v, 10, 63)): digits only, no sign, no list, leading
+// zeros allowed, at most 1<<63-1.
 func parseContentLength(s string) (int64, bool) {
 	s = strings.Trim(s, " \t")
-	if s == "" || len(s) > 18 {
+	if s == "" {
 		return 0, false
 	}
-	var n int64
+	var n uint64
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(c-'0')
+		if n > (1<<63-1)/10 {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+		if n > 1<<63-1 {
+			return 0, false
+		}
 	}
-	return n, true
+	return int64(n), true
 }
 
 // normHost lowercases the host, drops the port and a trailing dot (nginx
@@ -280,96 +288,129 @@ func normHost(h string) string {
 	return h
 }
 
-// splitAbsolute splits an absolute-form target scheme://authority/path?q
-// into the authority and the origin form; ok is false for anything else.
-func splitAbsolute(uri string) (host, origin string, ok bool) {
-	i := strings.Index(uri, "://")
-	if i <= 0 {
-		return "", "", false
-	}
-	for j := 0; j < i; j++ {
-		c := uri[j]
-		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
-		if !(letter || j > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
-			return "", "", false
+// checkTarget gives url.ParseRequestURI's verdict on a request target,
+// which net/http reaches before the header, so both engines refuse the
+// same targets at the same point. Origin-form (the common case) is checked
+// without allocating: only a broken percent escape in its path can fail
+// there. Anything else (absolute-form, authority-form, junk) goes through
+// url.ParseRequestURI itself, CONNECT's authority prefixed as net/http
+// does; host is the URL's host, which wins over the Host header.
+func checkTarget(method string, target []byte) (host string, ok bool) {
+	if target[0] == '/' {
+		for i := 0; i < len(target); i++ {
+			switch target[i] {
+			case '?':
+				return "", true
+			case '%':
+				if i+2 >= len(target) {
+					return "", false
+				}
+				if _, ok := hexVal(target[i+1]); !ok {
+					return "", false
+				}
+				if _, ok := hexVal(target[i+2]); !ok {
+					return "", false
+				}
+				i += 2
+			}
 		}
+		return "", true
+	}
+	if len(target) == 1 && target[0] == '*' {
+		return "", true
+	}
+	raw := string(target)
+	if method == "CONNECT" {
+		raw = "http://" + raw
+	}
+	u, err := url.ParseRequestURI(raw)
+	if err != nil {
+		return "", false
+	}
+	return u.Host, true
+}
+
+// originForm turns an absolute-form target into its origin form exactly
+// as the std engine does (net/http already took the host from it).
+func originForm(uri string) string {
+	i := strings.Index(uri, "://")
+	if i < 0 {
+		return uri // "*" or authority-form; NormalizePath rejects them
 	}
 	rest := uri[i+3:]
 	j := strings.IndexAny(rest, "/?")
 	if j < 0 {
-		return rest, "/", true
+		return "/"
 	}
-	host = rest[:j]
 	if rest[j] == '?' {
-		return host, "/" + rest[j:], true
+		return "/" + rest[j:]
 	}
-	return host, rest[j:], true
+	return rest[j:]
 }
 
-// validAuthority approximates url.ParseRequestURI's authority check:
-// optional userinfo, a host of host-header bytes, a numeric port.
-func validAuthority(a string) bool {
-	if i := strings.LastIndexByte(a, '@'); i >= 0 {
-		for j := 0; j < i; j++ {
-			if !hostTable[a[j]] || a[j] == '[' || a[j] == ']' {
-				return false
-			}
-		}
-		a = a[i+1:]
-	}
-	if strings.HasPrefix(a, "[") {
-		i := strings.IndexByte(a, ']')
-		if i < 0 {
-			return false
-		}
-		a = a[i+1:]
-		if a != "" && a[0] != ':' {
-			return false
-		}
-	} else if i := strings.IndexByte(a, ':'); i >= 0 {
-		if !validHost(a[:i]) || strings.ContainsAny(a[:i], "[]") {
-			return false
-		}
-		a = a[i:]
-	} else {
-		return validHost(a) && !strings.ContainsAny(a, "[]")
-	}
-	if a == "" {
-		return true
-	}
-	for i := 1; i < len(a); i++ {
-		if a[i] < '0' || a[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// parseVersion accepts HTTP/1.0 and HTTP/1.1 only (stricter than net/http,
-// which serves HTTP/1.2-1.9 as 1.x; hardening B6).
-func parseVersion(b []byte) (string, int, *httpError) {
+// parseVersion parses HTTP/x.y as net/http's ParseHTTPVersion; only
+// HTTP/1.0 and HTTP/1.1 are served (505 for the rest, including
+// HTTP/1.2-1.9, which net/http serves as 1.x; hardening B6).
+func parseVersion(b []byte) (proto string, major, minor int, err *httpError) {
 	switch string(b) {
 	case "HTTP/1.1":
-		return "HTTP/1.1", 1, nil
+		return "HTTP/1.1", 1, 1, nil
 	case "HTTP/1.0":
-		return "HTTP/1.0", 0, nil
+		return "HTTP/1.0", 1, 0, nil
 	}
 	if len(b) == 8 && string(b[:5]) == "HTTP/" && b[6] == '.' &&
 		'0' <= b[5] && b[5] <= '9' && '0' <= b[7] && b[7] <= '9' {
-		return "", 0, errVersion
+		return "", int(b[5] - '0'), int(b[7] - '0'), errVersion
 	}
-	return "", 0, errBadRequest
+	return "", 0, 0, errBadRequest
 }
 
-// hasToken reports whether the comma-separated list v contains token,
-// case-insensitively.
+// hasToken is net/http's hasToken: token (lowercase) appears in v ASCII
+// case-insensitively with space, tab or comma boundaries. net/http uses it
+// for Expect and for the first Connection value, so "close foo" closes.
 func hasToken(v, token string) bool {
-	for v != "" {
-		var tok string
-		tok, v, _ = strings.Cut(v, ",")
-		if strings.EqualFold(strings.Trim(tok, " \t"), token) {
+	if len(token) > len(v) || token == "" {
+		return false
+	}
+	if v == token {
+		return true
+	}
+	for sp := 0; sp <= len(v)-len(token); sp++ {
+		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
+			continue
+		}
+		if sp > 0 && !isTokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if asciiEqualFold(v[sp:sp+len(token)], token) {
 			return true
 		}
 	}
 	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
+
+// asciiEqualFold compares ASCII case-insensitively; unlike
+// strings.EqualFold it never matches non-ASCII look-alikes (U+212A K).
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }

@@ -15,9 +15,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -498,25 +498,23 @@ func (cn *conn) readRequest() *httpError {
 			return errBadRequest
 		}
 	}
-	proto, minor, verr := parseVersion(vb)
+	proto, major, minor, verr := parseVersion(vb)
 	if verr == errBadRequest {
 		return verr
 	}
-	// net/http answers 505 only after the whole head parsed.
+	// net/http reads the framing of any HTTP/x.y (0.0 counts as 1.1, TE is
+	// ignored below 1.1) and answers 505 only after the whole head parsed.
+	teApplies := major > 1 || major == 1 && minor >= 1 || major == 0 && minor == 0
 	versionErr := verr
 	if versionErr != nil {
 		proto, minor = "HTTP/1.1", 1
 	}
-	// Absolute-form is parsed (url.ParseRequestURI) before the header.
-	absolute := false
-	if target[0] != '/' && !(len(target) == 1 && target[0] == '*') {
-		ah, _, ok := splitAbsolute(string(target))
-		if !ok || !validAuthority(ah) {
-			return errBadRequest
-		}
-		absolute = true
-	}
 	c.Method = internMethod(&cn.sc, mb)
+	// The target is parsed (url.ParseRequestURI) before the header.
+	urlHost, ok := checkTarget(c.Method, target)
+	if !ok {
+		return errBadRequest
+	}
 	cn.lastMethod = c.Method
 	uri := cn.sc.slot(0, target)
 	c.Proto = proto
@@ -632,44 +630,54 @@ func (cn *conn) readRequest() *httpError {
 		setSoft(errTooManyHeaders)
 	}
 
-	// Framing (hardening.md §A), in net/http's order: TE, then CL.
+	// Framing (hardening.md §A), in net/http's order: TE, then CL (a bad
+	// CL is refused even next to chunked), then the Trailer names.
 	c.ContentLength = 0
 	chunked := false
-	if teSeen && minor == 1 {
+	if len(cn.trailer) > 0 {
+		clear(cn.trailer) // OPTIONS * skips releaseRequest
+	}
+	if teSeen && teApplies {
 		if nTE != 1 || !equalFoldTrim(teVal, "chunked") {
 			return errNotImplemented
 		}
 		chunked = true
-		c.ContentLength = -1
-	} else if clSeen {
+	}
+	if clSeen {
 		n, ok := parseContentLength(clVal)
 		if !ok || clConflict {
 			return errBadRequest
 		}
 		c.ContentLength = n
 	}
+	if chunked {
+		c.ContentLength = -1
+		if tr, ok := h["Trailer"]; ok {
+			if herr := cn.declareTrailers(tr); herr != nil {
+				return herr
+			}
+			delete(h, "Trailer") // net/http moves it to Request.Trailer
+		}
+	}
 	if versionErr != nil {
 		return versionErr
 	}
 
 	// Target and Host (RFC 9112 §3.2: absolute-form wins over Host).
-	if minor == 1 && !hostSeen {
+	// net/http lets CONNECT go without a Host.
+	if minor == 1 && !hostSeen && c.Method != "CONNECT" {
 		return errBadRequest
 	}
 	if hostSeen && !validHost(host) || badName {
 		return errBadRequest
 	}
 	rawHost := host
+	if urlHost != "" {
+		rawHost = urlHost
+	}
 	badTarget := false
-	if absolute {
-		ah, origin, _ := splitAbsolute(uri)
-		uri = origin
-		if i := strings.LastIndexByte(ah, '@'); i >= 0 {
-			ah = ah[i+1:]
-		}
-		if ah != "" {
-			rawHost = ah
-		}
+	if uri != "*" && uri[0] != '/' {
+		uri = originForm(uri)
 	} else if uri == "*" && c.Method != "OPTIONS" {
 		badTarget = true
 	}
@@ -696,15 +704,30 @@ func (cn *conn) readRequest() *httpError {
 			return errExpectation
 		}
 	}
-	if soft != nil {
-		return soft
+	// Connection management as net/http decides it: Request.Close from all
+	// Connection values (comma lists), wantsClose and the HTTP/1.0
+	// keep-alive wish from the first value only (space or comma bounded).
+	var firstConn string
+	connVals := h["Connection"]
+	if len(connVals) > 0 {
+		firstConn = connVals[0]
 	}
+	reqClose := valuesHaveToken(connVals, "close")
+	if minor == 0 && !reqClose {
+		reqClose = !valuesHaveToken(connVals, "keep-alive")
+	}
+	cn.keepAlive10 = minor == 0 && hasToken(firstConn, "keep-alive")
+	cn.closeAfter = !cn.keepAlive10 && (minor == 0 || reqClose || hasToken(firstConn, "close"))
 	if uri == "*" && !badTarget {
-		// net/http answers OPTIONS * itself and keeps the connection.
-		if !cn.replyOptions(c.ContentLength, chunked, minor) {
+		// net/http answers OPTIONS * itself, before the std engine's
+		// framing verdicts (which then only close the connection).
+		if !cn.replyOptions(c.ContentLength, chunked, minor, soft != nil) {
 			return &httpError{}
 		}
 		return errHandled
+	}
+	if soft != nil {
+		return soft
 	}
 	if lim.MaxBodyBytes > 0 && c.ContentLength > lim.MaxBodyBytes {
 		return errBodyTooLarge
@@ -713,22 +736,6 @@ func (cn *conn) readRequest() *httpError {
 	path, ok := engine.NormalizePath(rawPath)
 	if !ok || badTarget {
 		return errBadRequest
-	}
-
-	// Connection management (RFC 9112 §9.3).
-	cn.closeAfter, cn.keepAlive10 = false, false
-	if conn, ok := h["Connection"]; ok {
-		for _, v := range conn {
-			if hasToken(v, "close") {
-				cn.closeAfter = true
-			}
-			if minor == 0 && hasToken(v, "keep-alive") {
-				cn.keepAlive10 = true
-			}
-		}
-	}
-	if minor == 0 && !cn.keepAlive10 {
-		cn.closeAfter = true
 	}
 
 	dropUnderscoreHeaders(h)
@@ -764,29 +771,34 @@ func (cn *conn) readRequest() *httpError {
 			b.limit = lim.MaxBodyBytes
 		}
 		c.Body = b
-		if chunked {
-			if tr, ok := h["Trailer"]; ok {
-				if cn.trailer == nil {
-					cn.trailer = make(engine.Header, 2)
-				}
-				for _, v := range tr {
-					for v != "" {
-						var tok string
-						tok, v, _ = cutComma(v)
-						if tok == "" {
-							continue
-						}
-						k := string(canonicalKey(nil, []byte(tok)))
-						switch k {
-						case "Transfer-Encoding", "Trailer", "Content-Length":
-							return errBadRequest
-						}
-						cn.trailer[k] = nil
-					}
-				}
-				c.Trailer = cn.trailer
-				b.tr = cn.trailer
+		if chunked && len(cn.trailer) > 0 {
+			c.Trailer = cn.trailer
+			b.tr = cn.trailer
+		}
+	}
+	return nil
+}
+
+// declareTrailers fills cn.trailer with the names a chunked request's
+// Trailer fields announce, as net/http's fixTrailer: the body reader keeps
+// only those.
+func (cn *conn) declareTrailers(tr []string) *httpError {
+	if cn.trailer == nil {
+		cn.trailer = make(engine.Header, 2)
+	}
+	for _, v := range tr {
+		for v != "" {
+			var tok string
+			tok, v, _ = cutComma(v)
+			if tok == "" {
+				continue
 			}
+			k := http.CanonicalHeaderKey(tok)
+			switch k {
+			case "Transfer-Encoding", "Trailer", "Content-Length":
+				return errBadRequest
+			}
+			cn.trailer[k] = nil
 		}
 	}
 	return nil
@@ -812,35 +824,52 @@ func (cn *conn) addHeader(h engine.Header, key, val string) {
 	h[key] = cn.vals[i : i+1 : i+1]
 }
 
-// replyOptions answers "OPTIONS *" as net/http does (200, empty body),
-// draining a body; it reports whether the connection may go on.
-func (cn *conn) replyOptions(cl int64, chunked bool, minor int) bool {
+// replyOptions answers "OPTIONS *" as net/http's globalOptionsHandler
+// (200, Content-Length: 0, at most 4 KiB of body read, more closes the
+// connection); it reports whether the connection may go on. refused is
+// set when the std engine's framing checks would have closed the
+// connection after the answer.
+func (cn *conn) replyOptions(cl int64, chunked bool, minor int, refused bool) bool {
+	keep := !cn.closeAfter && !refused
+	tooBig := false
 	if cl != 0 {
 		cn.body.reset(cn, cn.br)
 		cn.body.chunked, cn.body.left = chunked, cl
+		cn.body.continue100 = cn.expect100
 		var buf [512]byte
 		var total int64
 		for {
 			n, err := cn.body.Read(buf[:])
 			total += int64(n)
+			if total > 4<<10 {
+				keep, tooBig = false, true
+				break
+			}
 			if err == io.EOF {
 				break
 			}
-			if err != nil || total > maxDrain {
-				return false
+			if err != nil {
+				keep = false
+				break
 			}
 		}
-	}
-	keep := minor == 1 && !cn.closeAfter
-	if h, ok := cn.reqHdr["Connection"]; ok && hasToken(h[0], "close") {
-		keep = false
+		if cn.werr != nil {
+			return false
+		}
 	}
 	clear(cn.reqHdr)
 	bw := cn.bw
-	bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: ")
+	if minor == 0 {
+		bw.WriteString("HTTP/1.0 200 OK\r\nContent-Length: 0\r\nDate: ")
+	} else {
+		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: ")
+	}
 	bw.Write(cn.s.date())
-	if !keep {
+	switch {
+	case tooBig || !keep && minor == 1:
 		bw.WriteString("\r\nConnection: close")
+	case keep && cn.keepAlive10:
+		bw.WriteString("\r\nConnection: keep-alive")
 	}
 	bw.WriteString("\r\n\r\n")
 	if cn.br.Buffered() == 0 || !keep {
@@ -849,6 +878,29 @@ func (cn *conn) replyOptions(cl int64, chunked bool, minor int) bool {
 		}
 	}
 	return keep
+}
+
+// valuesHaveToken reports whether one of the comma-separated lists vv
+// holds token, ASCII case-insensitively (httpguts.HeaderValuesContainsToken).
+func valuesHaveToken(vv []string, token string) bool {
+	for _, v := range vv {
+		if listHasToken(v, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// listHasToken reports whether the comma-separated list v holds token.
+func listHasToken(v, token string) bool {
+	for v != "" {
+		var tok string
+		tok, v, _ = cutComma(v)
+		if asciiEqualFold(tok, token) {
+			return true
+		}
+	}
+	return false
 }
 
 func cutComma(v string) (tok, rest string, found bool) {
