@@ -20,6 +20,9 @@ type Listen struct {
 	IP string
 	// Port in 1..65535 (checked by Validate).
 	Port int
+	// HTTP2 is the entry's enable_http2: on a node_listen entry it serves
+	// cleartext HTTP/2 (h2c) next to HTTP/1.1, as APISIX does.
+	HTTP2 bool
 }
 
 // Addr returns the address in the form net.Listen expects.

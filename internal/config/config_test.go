@@ -446,13 +446,13 @@ something_else: 1
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Apisix.NodeListen[0] != (Listen{Port: 9080}) {
+	if c.Apisix.NodeListen[0] != (Listen{Port: 9080, HTTP2: true}) {
 		t.Fatalf("NodeListen = %v", c.Apisix.NodeListen)
 	}
 	if len(w) != 1 {
 		t.Fatalf("want one warning, got %v", w)
 	}
-	want := "conf/config.yaml:4: ignoring keys Sluice does not implement: apisix.node_listen[0].enable_http2, " +
+	want := "conf/config.yaml:5: ignoring keys Sluice does not implement: " +
 		"apisix.enable_ipv6, apisix.ssl.ssl_ciphers, deployment.admin.https_admin, " +
 		"nginx_config.worker_processes, nginx_config.http.keepalive_timeout, stream_plugins, something_else"
 	if w[0].String() != want {

@@ -403,8 +403,9 @@ func (d *decoder) listenItem(p string, v *yaml.Node, defPort int) (Listen, bool)
 func (d *decoder) listenMap(p string, v *yaml.Node, l *Listen) bool {
 	before := len(d.errs)
 	d.fields(p, v, map[string]handler{
-		"ip":   func(p string, v *yaml.Node) { d.str(p, v, &l.IP) },
-		"port": func(p string, v *yaml.Node) { d.integer(p, v, &l.Port) },
+		"ip":           func(p string, v *yaml.Node) { d.str(p, v, &l.IP) },
+		"port":         func(p string, v *yaml.Node) { d.integer(p, v, &l.Port) },
+		"enable_http2": func(p string, v *yaml.Node) { d.boolean(p, v, &l.HTTP2) },
 	}, false)
 	return len(d.errs) == before
 }

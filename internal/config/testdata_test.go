@@ -29,13 +29,13 @@ func TestTestdata(t *testing.T) {
 				if got := c.Deployment.Admin.AdminKey; len(got) != 2 || got[1] != (AdminKey{"viewer", "4054f7cf07e344346cd3f287985e76a2", "viewer"}) {
 					t.Errorf("AdminKey = %+v", got)
 				}
-				if got := c.Apisix.NodeListen; len(got) != 2 || got[1] != (Listen{"127.0.0.1", 9081}) {
+				if got := c.Apisix.NodeListen; len(got) != 2 || got[1] != (Listen{IP: "127.0.0.1", Port: 9081}) {
 					t.Errorf("NodeListen = %+v", got)
 				}
 				if c.Apisix.EnableServerTokens || c.Apisix.Router.HTTP != "radixtree_uri" || c.Apisix.SSL.FallbackSNI != "gateway.example.com" {
 					t.Errorf("apisix = %+v", c.Apisix)
 				}
-				if c.Deployment.Admin.AdminListen != (Listen{"0.0.0.0", 9180}) || len(c.Deployment.Admin.AllowAdmin) != 2 {
+				if c.Deployment.Admin.AdminListen != (Listen{IP: "0.0.0.0", Port: 9180}) || len(c.Deployment.Admin.AllowAdmin) != 2 {
 					t.Errorf("admin = %+v", c.Deployment.Admin)
 				}
 				if len(c.Plugins) != 4 || c.PluginAttr["prometheus"]["export_uri"] != "/apisix/prometheus/metrics" {

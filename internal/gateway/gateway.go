@@ -197,7 +197,10 @@ func Run(ctx context.Context, opt Options) error {
 			dp.fastFwd = fast.NewForwarder(log, dp.fwd)
 			fastEngines = append(fastEngines, feng)
 		}
-		listen := func(name, addr string, tlsCfg *tls.Config) error {
+		// h2c (node_listen enable_http2) is served by a net/http engine of
+		// its own, whichever engine serves plain HTTP/1.1.
+		var h2cEng *std.Server
+		listen := func(name, addr string, tlsCfg *tls.Config, h2c bool) error {
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("%s listener: %w", name, err)
@@ -206,6 +209,8 @@ func Run(ctx context.Context, opt Options) error {
 			go func() {
 				var err error
 				switch {
+				case h2c:
+					err = h2cEng.Serve(ln)
 				case feng != nil && tlsCfg != nil:
 					err = feng.ServeTLS(ln, tlsCfg)
 				case feng != nil:
@@ -222,14 +227,18 @@ func Run(ctx context.Context, opt Options) error {
 			return nil
 		}
 		for _, l := range cfg.Apisix.NodeListen {
-			if err := listen("http", l.Addr(), nil); err != nil {
+			if l.HTTP2 && h2cEng == nil {
+				h2cEng = std.New(dp, lim, log, std.WithH2C())
+				engines = append(engines, h2cEng)
+			}
+			if err := listen("http", l.Addr(), nil, l.HTTP2); err != nil {
 				return err
 			}
 		}
 		if cfg.Apisix.SSL.Enable {
 			tc := tlsConfig(builder, cfg.Apisix.SSL.FallbackSNI, cfg.Apisix.EnableHTTP2)
 			for _, l := range cfg.Apisix.SSL.Listen {
-				if err := listen("https", l.Addr(), tc); err != nil {
+				if err := listen("https", l.Addr(), tc, false); err != nil {
 					return err
 				}
 			}
