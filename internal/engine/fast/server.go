@@ -530,6 +530,8 @@ func (cn *conn) readRequest() *httpError {
 		obsFold                  bool
 		hardErr                  *httpError
 		vi                       int
+		last                     int // what a continuation line extends
+		lastKey                  string
 	)
 	cn.vals = cn.vals[:0]
 	var keyBuf [128]byte
@@ -560,9 +562,24 @@ func (cn *conn) readRequest() *httpError {
 				hardErr = errBadRequest
 				continue
 			}
-			obsFold = true // net/http unfolds; the std engine refuses it
+			// net/http unfolds (and judges the unfolded value: TE, CL,
+			// Expect, ...); the std engine refuses it afterwards.
+			obsFold = true
+			cont := trimOWS(l)
+			if !validValue(cont) {
+				hardErr = errBadRequest
+				continue
+			}
+			switch last {
+			case lastHost:
+				host = unfold(host, cont)
+			case lastField:
+				vv := h[lastKey]
+				vv[len(vv)-1] = unfold(vv[len(vv)-1], cont)
+			}
 			continue
 		}
+		last = lastNone
 		nFields++
 		colon := -1
 		spaced := false
@@ -611,6 +628,7 @@ func (cn *conn) readRequest() *httpError {
 				continue
 			}
 			hostSeen, host = true, val
+			last = lastHost
 			continue // net/http removes Host from the header map
 		case "Content-Length":
 			if clSeen && val != clVal {
@@ -622,9 +640,26 @@ func (cn *conn) readRequest() *httpError {
 			teSeen, teVal = true, val
 		}
 		cn.addHeader(h, key, val)
+		last, lastKey = lastField, key
 	}
 	if hardErr != nil {
 		return hardErr
+	}
+	if obsFold {
+		// Judge the unfolded values, as net/http does.
+		cl := h["Content-Length"]
+		clConflict = false
+		for _, v := range cl {
+			if trimSpace(v) != trimSpace(cl[0]) {
+				clConflict = true
+			}
+		}
+		if len(cl) > 0 {
+			clVal = cl[0]
+		}
+		if te := h["Transfer-Encoding"]; len(te) > 0 {
+			teVal = te[0]
+		}
 	}
 	if lim.MaxHeaderCount > 0 && nFields > lim.MaxHeaderCount {
 		setSoft(errTooManyHeaders)
@@ -638,7 +673,7 @@ func (cn *conn) readRequest() *httpError {
 		clear(cn.trailer) // OPTIONS * skips releaseRequest
 	}
 	if teSeen && teApplies {
-		if nTE != 1 || !equalFoldTrim(teVal, "chunked") {
+		if nTE != 1 || !asciiEqualFold(teVal, "chunked") {
 			return errNotImplemented
 		}
 		chunked = true
@@ -777,6 +812,22 @@ func (cn *conn) readRequest() *httpError {
 		}
 	}
 	return nil
+}
+
+// What an obs-fold continuation line extends.
+const (
+	lastNone = iota
+	lastHost
+	lastField
+)
+
+// unfold joins a continuation to a field value as textproto does: one
+// space between, leading white space of the whole value dropped.
+func unfold(prev string, cont []byte) string {
+	if prev == "" {
+		return string(cont)
+	}
+	return prev + " " + string(cont)
 }
 
 // declareTrailers fills cn.trailer with the names a chunked request's
