@@ -11,8 +11,10 @@
 #
 # Usage: bench/run.sh [--quick | --full] [--profiles "a e b c f g d"]
 #                     [--engine std|fast|both] [--peers "haproxy caddy"] [--keep]
-#   --quick     (default) short rounds, ~5 min with every profile
-#   --full      the documented run, ~9 min with every profile
+#   --quick     (default) 2 rounds x 3 s everywhere, ~6 min with every profile
+#   --full      the documented run, ~9 min with every profile: (a) 3 rounds
+#               x 5 s at 50 and 200 connections, (d) 3 x 4 s, the others
+#               2 x 4 s at 50 connections (f: 10 clients x 10 streams)
 #   --profiles  which profiles to run (default "a e b c f g d"; d always runs last,
 #               because it replaces the catch-all route by 10,000 routes):
 #                 a  plain proxy, one route, 1 KiB response (all peers)
@@ -117,15 +119,15 @@ plan() {
 	if [[ $MODE == full ]]; then
 		case $p in
 		a) P_CONNS="50 200" P_ROUNDS=3 P_DUR=5 P_WARM=2 ;;
-		d) P_CONNS=50 P_ROUNDS=3 P_DUR=5 P_WARM=1 ;;
-		*) P_CONNS=50 P_ROUNDS=2 P_DUR=5 P_WARM=1 ;;
+		d) P_CONNS=50 P_ROUNDS=3 P_DUR=4 P_WARM=1 ;;
+		*) P_CONNS=50 P_ROUNDS=2 P_DUR=4 P_WARM=1 ;;
 		esac
 	else
 		case $p in
-		a) P_CONNS="50 200" P_ROUNDS=2 P_DUR=4 P_WARM=1 ;;
 		*) P_CONNS=50 P_ROUNDS=2 P_DUR=3 P_WARM=1 ;;
 		esac
 	fi
+	[[ $p == a ]] && P_CONNS="50 200"
 	[[ $p == f ]] && P_CONNS=${H2CONNS:-10x10}
 	[[ $p != f && -n ${CONNS:-} ]] && P_CONNS=$CONNS
 	P_ROUNDS=${ROUNDS:-$P_ROUNDS}
@@ -791,7 +793,7 @@ run_profile() {
 			for i in "${!T_NAME[@]}"; do
 				IFS='|' read -r -a args <<<"${T_ARGS[$i]}"
 				measure "$profile" "$c" "$r" "${T_NAME[$i]}" "${T_PIDS[$i]}" "${T_TOOL[$i]}" "$P_DUR" "${T_URL[$i]}" "${args[@]}"
-				sleep 0.5
+				sleep 0.2
 			done
 		done
 	done
@@ -993,7 +995,7 @@ REPORT="$RESULTS/$STAMP.md"
 	echo
 } >"$REPORT"
 
-awk -F'\t' -v PROFILES="$PROFILES" -v ENGINES="$ENGINES" -v MINC="$MIN_CORES" -v MINS="$MIN_CPU_S" -v PCPU="$PROXY_CPU" -v LCPU="$LOAD_CPU" '
+awk -F'\t' -v PROFILES="$PROFILES" -v ENGINES="$ENGINES" -v ROUTES="$ROUTES" -v MINC="$MIN_CORES" -v MINS="$MIN_CPU_S" -v PCPU="$PROXY_CPU" -v LCPU="$LOAD_CPU" '
 function med(s,   a, n, i, j, t) {
 	n = split(s, a, " ")
 	if (n == 0) return 0
@@ -1060,7 +1062,7 @@ BEGIN {
 	name["e"] = "(e) TLS termination"
 	name["b"] = "(b) limit-count + prometheus"
 	name["c"] = "(c) key-auth + limit-count + proxy-rewrite"
-	name["d"] = "(d) 10,000 routes, last one"
+	name["d"] = "(d) " ROUTES " routes, last one"
 	name["f"] = "(f) HTTP/2 over TLS, h2load"
 	name["g"] = "(g) (a) + 100 Admin API writes/s"
 }
@@ -1143,7 +1145,7 @@ END {
 				desc = "(" B[i] ") vs Sluice own (a), same rounds"; gs = "≥ 0.9×"
 				if (fig(B[i], 50, s, s "@a")) { v = RV; cell = sprintf("%.2f× %s", v, verdict(v, 0.9, 0)); if (fig(B[i], 50, s, "nginx")) cell = cell sprintf(" (%.2f× nginx)", RV) }
 			} else if (B[i] == "d") {
-				desc = "(d) 10,000 routes vs Sluice own (a), 50 conns"; gs = "≥ 0.95×"
+				desc = "(d) " ROUTES " routes vs Sluice own (a), 50 conns"; gs = "≥ 0.95×"
 				kd = kp("d", 50, s); ka = kp("a", 50, s)
 				if (kd != "" && ka != "" && ka > 0) { v = kd / ka; cell = sprintf("%.2f× %s (%.1fk / %.1fk)", v, verdict(v, 0.95, 0), kd, ka) }
 			} else if (B[i] == "e") {
@@ -1165,7 +1167,7 @@ END {
 				desc = "p99 at 50 conns vs nginx, profile (a)"; gs = "≤ 1.5×"
 				if (fig("a", 50, s, "nginx") && RP99 != "") cell = sprintf("%.2f× %s", RP99, verdict(RP99, 1.5, 1))
 			} else if (B[i] == "rss") {
-				desc = "RSS under load, 10,000 routes (max over d rounds)"; gs = "≤ 64 MiB"
+				desc = "RSS under load, " ROUTES " routes (max over d rounds)"; gs = "≤ 64 MiB"
 				k = "d" SUBSEP 50 SUBSEP s
 				if (k in RSSALL) { v = RSSALL[k] / 1024; cell = sprintf("%.1f MiB %s", v, verdict(v, 64, 1)) }
 			}
