@@ -435,3 +435,7 @@ func (b *Balancer) pickLeastConn(g *group, tried *Tried) int {
 	}
 	return best
 }
+
+// TracksLatency reports whether Done uses its latency argument (EWMA
+// only), so callers can skip reading the clock for the other balancers.
+func (b *Balancer) TracksLatency() bool { return b.kind == kindEWMA }

@@ -93,6 +93,7 @@ type dataPlane struct {
 	trusted    func(netip.Addr) bool
 	paramsPool sync.Pool
 	reqPool    sync.Pool
+	fwdPool    sync.Pool // *fwdState
 }
 
 var notFoundBody = []byte("{\"error_msg\":\"404 Route Not Found\"}\n")
@@ -318,7 +319,15 @@ func (d *dataPlane) proxyRoute(c *engine.Ctx, r *plugin.Request, data *compiled,
 
 // forward picks nodes with the upstream's balancer and proxies.
 func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt *route, up *upstream, chain *plugin.Chain, orig *forwardedHeaders) {
-	opts := up.opts
+	st, _ := d.fwdPool.Get().(*fwdState)
+	if st == nil {
+		st = new(fwdState)
+		st.pickFn = st.pick // bound once: a method value allocates
+	}
+	defer st.release(&d.fwdPool)
+	st.d, st.c, st.r, st.data, st.up, st.chain = d, c, r, data, up, chain
+	opts := &st.opts
+	*opts = up.opts
 	if rt.timeout != nil {
 		opts.Timeouts = timeouts(rt.timeout)
 	}
@@ -328,53 +337,22 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	if orig != nil {
 		opts.PluginForwarded = orig.changed(c.Header)
 	}
-	var tried balancer.Tried
-	var picked [8]*balancer.Node
-	npicked := 0
-	hashKey := ""
 	if up.cfg.Type == "chash" {
-		hashKey = chashKey(c, up.cfg.HashOn, up.cfg.Key)
+		st.hashKey = chashKey(c, up.cfg.HashOn, up.cfg.Key)
 	}
-	pick := func(attempt int) (proxy.Target, bool) {
-		n := up.bal.Pick(&tried, hashKey)
-		if n == nil {
-			return proxy.Target{}, false
-		}
-		tried.Add(n)
-		if npicked < len(picked) {
-			picked[npicked] = n
-			npicked++
-		}
-		t := up.target(c, n)
-		if d.resolver != nil {
-			if _, err := netip.ParseAddr(n.Host); err != nil {
-				// Node hostnames are resolved through the TTL cache; on
-				// failure the dialer's own lookup gets its chance.
-				if ip, err := d.resolver.Pick(c.Context, n.Host); err == nil {
-					t.Addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
-				} else {
-					d.logger.Warn("upstream node name not resolved", "host", n.Host, "err", err)
-				}
-			}
-		}
-		if r != nil {
-			if r.UpstreamHost != "" {
-				t.Host = r.UpstreamHost
-			}
-			if data.global.BeforeProxy(r) || chain.BeforeProxy(r) {
-				return proxy.Target{}, false
-			}
-		}
-		return t, true
+	// Only the EWMA balancer uses the latency; a clock read costs.
+	var start time.Time
+	timed := up.bal.TracksLatency()
+	if timed {
+		start = time.Now()
 	}
-	start := time.Now()
 	var fwd proxy.Forwarding = d.fwd
 	// The fast engine's upstream client speaks HTTP/1.1 only; gRPC
 	// upstreams need net/http's HTTP/2 transport.
 	if d.fastFwd != nil && c.EngineData != nil && up.cfg.Scheme != "grpc" && up.cfg.Scheme != "grpcs" {
 		fwd = d.fastFwd
 	}
-	status, err := fwd.Forward(c, pick, &opts)
+	status, err := fwd.Forward(c, st.pickFn, opts)
 	if err != nil && status != proxy.StatusClientClosed {
 		// nginx's error log: what failed upstream, never request secrets.
 		d.logger.Warn("upstream request failed", "route", rt.id, "upstream", c.UpstreamAddr, "status", status, "err", err)
@@ -382,23 +360,88 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	if r != nil && r.Exited() {
 		return
 	}
-	lat := time.Since(start)
-	for i := 0; i < npicked; i++ {
-		failed := i < npicked-1 || err != nil
-		up.bal.Done(picked[i], lat, failed)
+	var lat time.Duration
+	if timed {
+		lat = time.Since(start)
+	}
+	picked := st.picked[:st.npicked]
+	for i, n := range picked {
+		failed := i < len(picked)-1 || err != nil
+		up.bal.Done(n, lat, failed)
 		if up.checker == nil {
 			continue
 		}
 		// Passive health: attempts before the last failed at the
 		// connection level; the last one failed there only if the proxy
 		// produced the status itself.
-		st := status
+		code := status
 		if i < len(c.UpstreamStatus) {
-			st = c.UpstreamStatus[i]
+			code = c.UpstreamStatus[i]
 		}
-		gatewayMade := i < npicked-1 || err != nil
-		up.checker.Report(picked[i].Addr, st, gatewayMade && st == 502, gatewayMade && st == 504)
+		gatewayMade := i < len(picked)-1 || err != nil
+		up.checker.Report(n.Addr, code, gatewayMade && code == 502, gatewayMade && code == 504)
 	}
+}
+
+// fwdState is forward's per-request state, pooled so that the proxy
+// options, the balancer's tried set and the Picker (bound once per state)
+// cost no allocation per request.
+type fwdState struct {
+	d       *dataPlane
+	c       *engine.Ctx
+	r       *plugin.Request
+	data    *compiled
+	up      *upstream
+	chain   *plugin.Chain
+	opts    proxy.Options
+	tried   balancer.Tried
+	picked  [8]*balancer.Node
+	npicked int
+	hashKey string
+	pickFn  proxy.Picker
+}
+
+func (s *fwdState) release(p *sync.Pool) {
+	pick := s.pickFn
+	*s = fwdState{pickFn: pick}
+	p.Put(s)
+}
+
+// pick is the Picker handed to the forwarder: the balancer's next node
+// (never one already tried), resolved and with pass_host applied; the
+// before_proxy phase runs for every attempt.
+func (s *fwdState) pick(attempt int) (proxy.Target, bool) {
+	d, c, r, up := s.d, s.c, s.r, s.up
+	n := up.bal.Pick(&s.tried, s.hashKey)
+	if n == nil {
+		return proxy.Target{}, false
+	}
+	s.tried.Add(n)
+	if s.npicked < len(s.picked) {
+		s.picked[s.npicked] = n
+		s.npicked++
+	}
+	t := up.target(c, n)
+	if d.resolver != nil {
+		if _, err := netip.ParseAddr(n.Host); err != nil {
+			// Node hostnames are resolved through the TTL cache; on
+			// failure the dialer's own lookup gets its chance.
+			if ip, err := d.resolver.Pick(c.Context, n.Host); err == nil {
+				t.Addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
+			} else {
+				d.logger.Warn("upstream node name not resolved", "host", n.Host, "err", err)
+			}
+		}
+	}
+	if r != nil {
+		if r.UpstreamHost != "" {
+			t.Host = r.UpstreamHost
+		}
+		if s.data.global.BeforeProxy(r) || s.chain.BeforeProxy(r) {
+			return proxy.Target{}, false
+		}
+	}
+	return t, true
 }
 
 // target builds the proxy target for a node, applying pass_host.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"net/textproto"
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/engine"
@@ -18,7 +19,8 @@ type realIP struct {
 }
 
 func newRealIP(header string, from []string, recursive string) *realIP {
-	r := &realIP{header: header, recursive: recursive == "on"}
+	// Canonical once here, so Header.Get does not allocate per request.
+	r := &realIP{header: textproto.CanonicalMIMEHeaderKey(header), recursive: recursive == "on"}
 	for _, f := range from {
 		if strings.HasPrefix(f, "unix:") {
 			continue // no unix-socket listeners

@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/engine/fast"
+	"github.com/sluice-gw/sluice/internal/engine/std"
+	"github.com/sluice-gw/sluice/internal/plugin"
+	"github.com/sluice-gw/sluice/internal/plugins/all"
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// benchOrigin is an allocation-free HTTP/1.1 origin answering every
+// request with a 1 KiB body, like bench/run.sh's nginx origin.
+func benchOrigin(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1024\r\nX-Bench-Origin: 1\r\n\r\n" + strings.Repeat("x", 1024))
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					for {
+						l, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(l) <= 2 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// skipResponse reads one Content-Length response without allocating.
+func skipResponse(br *bufio.Reader) (int, error) {
+	cl, status := 0, 0
+	for first := true; ; first = false {
+		l, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if first && len(l) > 12 {
+			status = int(l[9]-'0')*100 + int(l[10]-'0')*10 + int(l[11]-'0')
+		}
+		if len(l) <= 2 {
+			break
+		}
+		if len(l) > 16 && strings.EqualFold(string(l[:15]), "content-length:") {
+			for _, d := range l[15:] {
+				if d >= '0' && d <= '9' {
+					cl = cl*10 + int(d-'0')
+				}
+			}
+		}
+	}
+	_, err := br.Discard(cl)
+	return status, err
+}
+
+// BenchmarkServeFast is the whole plain proxy path on the fast engine
+// (what bench/run.sh profile a measures): a keep-alive client, the fast
+// server, dataPlane.Serve (snapshot, router, balancer), the fast upstream
+// client and an origin, all in-process. Client and origin allocate
+// nothing, so allocs/op are the gateway's and the engine's.
+func BenchmarkServeFast(b *testing.B) {
+	up := benchOrigin(b)
+	reg, _ := plugin.NewRegistry(all.Defs(), nil)
+	s := &Snapshot{Objects: map[string]map[string]any{}}
+	decodeInto(b, s, "upstreams", "1", fmt.Sprintf(`{"type":"roundrobin","nodes":{"%s":1}}`, up))
+	decodeInto(b, s, "routes", "catchall", `{"uri":"/*","upstream_id":"1"}`)
+	data, errs := compileFunc("radixtree_host_uri", healthEnv{}, reg, &plugin.Shared{}, nil)(s, nil)
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	s.Data = data
+	bld := &Builder{}
+	bld.current.Store(s)
+	dp := &dataPlane{builder: bld, fwd: proxy.NewForwarder(quietLogger()), logger: quietLogger()}
+	dp.fastFwd = fast.NewForwarder(quietLogger(), dp.fwd)
+	dp.realIP = newRealIP("X-Real-IP", []string{"127.0.0.1"}, "off")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := fast.New(dp, std.DefaultLimits(), quietLogger(), nil)
+	go srv.Serve(ln)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req := []byte("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:9080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
+	do := func() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		st, err := skipResponse(br)
+		if err != nil || st != 200 {
+			b.Fatalf("status %d, %v", st, err)
+		}
+	}
+	for i := 0; i < 200; i++ { // warm pools and string caches
+		do()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		do()
+	}
+}
