@@ -9,15 +9,20 @@
 # proxy CPU-second, compared within the same round. Method and caveats:
 # docs/benchmarks.md.
 #
-# Usage: bench/run.sh [--quick | --full] [--profiles "a e b c f g d"]
+# Usage: bench/run.sh [--quick | --full] [--profiles "a x e b c f g d"]
 #                     [--engine std|fast|both] [--peers "haproxy caddy"] [--keep]
-#   --quick     (default) 2 rounds x 3 s everywhere, ~6 min with every profile
-#   --full      the documented run, ~9 min with every profile: (a) 3 rounds
-#               x 5 s at 50 and 200 connections, (d) 3 x 4 s, the others
-#               2 x 4 s at 50 connections (f: 10 clients x 10 streams)
-#   --profiles  which profiles to run (default "a e b c f g d"; d always runs last,
+#   --quick     (default) 2 rounds x 2 s everywhere (x: 1 x 3 s), ~5 min
+#   --full      the documented run, under 10 min with every profile (the
+#               report gives the wall time): (a) 3 rounds x 3 s at 50 and
+#               200 connections, (d) 3 x 3 s, (x) 1 x 4 s, the others
+#               2 x 3 s at 50 connections (f: 10 clients x 10 streams);
+#               1 s warm-up per target
+#   --profiles  which profiles to run (default "a x e b c f g d"; d always runs last,
 #               because it replaces the catch-all route by 10,000 routes):
 #                 a  plain proxy, one route, 1 KiB response (all peers)
+#                 x  (a) at 50 connections re-run disturbed: nginx and Sluice
+#                    undisturbed, then with a busy loop pinned to the proxy
+#                    core, then with one pinned to the load core
 #                 e  TLS termination (TLS 1.3, keep-alive), one route (all peers)
 #                 b  APISIX's benchmark route: limit-count + prometheus
 #                 c  gateway route: key-auth + limit-count by consumer + proxy-rewrite
@@ -33,7 +38,8 @@
 # Environment overrides (apply to every profile): ROUNDS, DURATION (seconds),
 #   WARMUP (seconds), CONNS (wrk profiles, default per profile), H2CONNS
 #   (profile f, "CLIENTSxSTREAMS", default 10x10), ROUTES (10000), CHURN_RATE
-#   (100 writes/s), PROXY_CPU (0), LOAD_CPU (1), PORT_OFFSET (0: added to every
+#   (100 writes/s), CHURN_WRITERS (8 curl processes sharing CHURN_RATE),
+#   PROXY_CPU (0), LOAD_CPU (1), PORT_OFFSET (0: added to every
 #   port), MIN_CORES (0.5: rounds where the proxy got less CPU are left out of
 #   medians), MIN_CPU_S (1: rounds with fewer proxy CPU-seconds are left out of
 #   everything).
@@ -43,6 +49,7 @@
 # installed is skipped with a note in the report.
 # Writes bench/results/<timestamp>.md and prints it.
 set -euo pipefail
+WALL_T0=$(date +%s)
 
 MODE=quick
 PROFILES_ARG=""
@@ -83,15 +90,15 @@ case $ENGINE_ARG in "" | std | fast | both) ;; *)
 	;;
 esac
 
-PROFILES=${PROFILES_ARG:-${PROFILES:-"a e b c f g d"}}
+PROFILES=${PROFILES_ARG:-${PROFILES:-"a x e b c f g d"}}
 # d deletes the catch-all route the other profiles use: move it to the end.
 if [[ " $PROFILES " == *" d "* ]]; then
 	PROFILES="$(tr ' ' '\n' <<<"$PROFILES" | sed '/^$/d; /^d$/d' | tr '\n' ' ')d"
 fi
 PROFILES=$(echo $PROFILES)
 for p in $PROFILES; do
-	case $p in a | b | c | d | e | f | g) ;; *)
-		echo "run.sh: unknown profile $p (a b c d e f g)" >&2
+	case $p in a | b | c | d | e | f | g | x) ;; *)
+		echo "run.sh: unknown profile $p (a b c d e f g x)" >&2
 		exit 2
 		;;
 	esac
@@ -100,6 +107,15 @@ has() { [[ " $PROFILES " == *" $1 "* ]]; }
 
 ROUTES=${ROUTES:-10000}
 CHURN_RATE=${CHURN_RATE:-100}
+# One sequential curl writer cannot exceed one write per Admin API round
+# trip (10-25 ms on this machine under load), so the rate is split over
+# several writers, each on its own route.
+CHURN_WRITERS=${CHURN_WRITERS:-8}
+# Per writer, per minute. curl --rate waits out the interval after each
+# transfer's start, so every transfer's own set-up time is lost: offered
+# exactly, 100/s arrives as 97-99/s. The writers are offered 3 % more so
+# that the achieved rate (which the report gives) reaches CHURN_RATE.
+CHURN_OFFER=$(((CHURN_RATE * 60 * 103 + 100 * CHURN_WRITERS - 1) / (100 * CHURN_WRITERS)))
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 # Rounds in which the proxy got fewer cores than this were starved by other
@@ -111,20 +127,25 @@ MIN_CPU_S=${MIN_CPU_S:-1}
 
 # plan PROFILE: sets P_CONNS, P_ROUNDS, P_DUR, P_WARM for one profile.
 # Profile a carries the headline budgets (two connection counts, three
-# rounds); the others are trimmed to one connection count and two rounds
-# (d: three) so that --full stays under 10 minutes with two engines and two
-# peers.
+# rounds); the others are trimmed to one connection count, two rounds (d:
+# three) and 3-s runs so that --full stays under 10 minutes of wall time
+# with two engines, two peers and the 10,000 route PUTs of d on a loaded
+# 2-core machine. Each load run costs ~0.7 s on top of its duration
+# (start-up, checks, pause).
 plan() {
 	local p=$1
 	if [[ $MODE == full ]]; then
 		case $p in
-		a) P_CONNS="50 200" P_ROUNDS=3 P_DUR=5 P_WARM=2 ;;
-		d) P_CONNS=50 P_ROUNDS=3 P_DUR=4 P_WARM=1 ;;
-		*) P_CONNS=50 P_ROUNDS=2 P_DUR=4 P_WARM=1 ;;
+		a | d) P_CONNS=50 P_ROUNDS=3 P_DUR=3 P_WARM=1 ;;
+		# x: one round of nine runs; 4 s so that a proxy left with a
+		# third of its core by the busy loop still uses MIN_CPU_S.
+		x) P_CONNS=50 P_ROUNDS=1 P_DUR=4 P_WARM=1 ;;
+		*) P_CONNS=50 P_ROUNDS=2 P_DUR=3 P_WARM=1 ;;
 		esac
 	else
 		case $p in
-		*) P_CONNS=50 P_ROUNDS=2 P_DUR=3 P_WARM=1 ;;
+		x) P_CONNS=50 P_ROUNDS=1 P_DUR=3 P_WARM=1 ;;
+		*) P_CONNS=50 P_ROUNDS=2 P_DUR=2 P_WARM=1 ;;
 		esac
 	fi
 	[[ $p == a ]] && P_CONNS="50 200"
@@ -186,6 +207,21 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
+# forget PID: drops a process this script has already stopped and reaped
+# from PIDS, so that cleanup never signals a recycled pid that now belongs
+# to someone else's process.
+forget() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+# stop PID: TERM, reap, forget (for helpers started per round: churn
+# writers, CPU hogs).
+stop() {
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	forget "$1"
+}
 trap 'exit 130' INT TERM
 NOTES="$TMP/notes.md"
 : >"$NOTES"
@@ -657,14 +693,15 @@ to_ms() { # wrk latency ("512.00us", "1.23ms", "1.01s", "2.00m") -> ms
 		else printf "nan" }'
 }
 
-# churn_cfg ENGINE N: a curl config of N Admin API PUTs of an unrelated
-# route (same id, a new desc each time, so each one is a real change).
+# churn_cfg ENGINE N W: a curl config of N Admin API PUTs of an unrelated
+# route churn-W (same id, a new desc each time, so each one is a real
+# change); writer W has its own route.
 churn_cfg() {
-	awk -v n="$2" -v a="http://127.0.0.1:${SL_ADMIN[$1]}/apisix/admin/routes/churn" -v k="$ADMIN_KEY" 'BEGIN {
+	awk -v n="$2" -v w="$3" -v a="http://127.0.0.1:${SL_ADMIN[$1]}/apisix/admin/routes/churn-$3" -v k="$ADMIN_KEY" 'BEGIN {
 		for (i = 1; i <= n; i++) {
 			if (i > 1) print "next"
 			printf "url = \"%s\"\nrequest = \"PUT\"\nheader = \"X-API-KEY: %s\"\n", a, k
-			printf "data = \"{\\\"uri\\\":\\\"/churn\\\",\\\"upstream_id\\\":\\\"1\\\",\\\"desc\\\":\\\"churn %d\\\"}\"\n", i
+			printf "data = \"{\\\"uri\\\":\\\"/churn-%d\\\",\\\"upstream_id\\\":\\\"1\\\",\\\"desc\\\":\\\"churn %d\\\"}\"\n", w, i
 			print "output = \"/dev/null\""
 			print "write-out = \"%{stderr}%{http_code}\\n\""
 		}
@@ -674,30 +711,55 @@ churn_cfg() {
 # measure PROFILE CONNS ROUND TARGET PIDS TOOL DUR URL [load-tool args...]:
 # one load run, one row in $ROWS; PIDS are the processes whose CPU and
 # memory count for TARGET. TOOL is wrk (CONNS connections) or h2load (CONNS
-# = CLIENTSxSTREAMS). A TARGET ending in +churn runs the Admin API writer
-# alongside.
+# = CLIENTSxSTREAMS). A TARGET ending in +churn runs the Admin API writers
+# alongside; one ending in +cpuhog (+loadhog) runs a busy loop pinned to
+# the proxy core (the load core) for the length of the load run.
 measure() {
 	local profile=$1 conns=$2 round=$3 target=$4 pids=$5 tool=$6 dur=$7 url=$8
 	shift 8
 	local out="$TMP/$tool-$profile-c$conns-r$round-$target.txt"
-	local t0 t1 c0 c1 l0 l1 w0 w1 cpid="" extra="-"
+	local t0 t1 c0 c1 l0 l1 w0 w1 cpids=() hog="" h0 h1 extra="-" w
 	if [[ $target == *+churn ]]; then
 		local e=${target#sluice-}
 		e=${e%+churn}
-		# More writes than fit in the run at CHURN_RATE; the writer is stopped
-		# when the load run ends. Its -w output goes to stderr, which is
-		# unbuffered, so the stopped writer's statuses are all there.
-		[[ -s $TMP/churn-$e-$dur.curl ]] || churn_cfg "$e" $(((dur + 3) * CHURN_RATE)) >"$TMP/churn-$e-$dur.curl"
-		cw0=$(now)
-		taskset -c "$LOAD_CPU" curl -s --rate "$CHURN_RATE/s" -K "$TMP/churn-$e-$dur.curl" >/dev/null 2>"$out.churn" &
-		cpid=$!
-		PIDS+=($cpid)
+		# CHURN_WRITERS sequential curl writers, each at its share of
+		# CHURN_RATE (per minute, so that the shares need not be whole
+		# numbers per second), each with more writes than fit in the run;
+		# they are stopped when the load run ends. Their -w output goes to
+		# stderr, which is unbuffered, so a stopped writer's statuses are all
+		# there.
+		for w in $(seq "$CHURN_WRITERS"); do
+			[[ -s $TMP/churn-$e-$dur-$w.curl ]] ||
+				churn_cfg "$e" $(((dur + 3) * CHURN_RATE / CHURN_WRITERS + 1)) "$w" >"$TMP/churn-$e-$dur-$w.curl"
+		done
+		for w in $(seq "$CHURN_WRITERS"); do
+			taskset -c "$LOAD_CPU" curl -s --rate "${CHURN_OFFER}/m" \
+				-K "$TMP/churn-$e-$dur-$w.curl" >/dev/null 2>"$out.churn$w" &
+			cpids+=($!)
+			PIDS+=($!)
+		done
 		sleep 0.2
+	fi
+	if [[ $target == *+cpuhog || $target == *+loadhog ]]; then
+		# A shell busy loop (no system calls, no memory traffic to speak of):
+		# the kind of competitor the scheduler gives an equal share of the
+		# core. Stopped right after the load run, and by cleanup on any exit.
+		local hcpu=$PROXY_CPU
+		[[ $target == *+loadhog ]] && hcpu=$LOAD_CPU
+		taskset -c "$hcpu" sh -c 'while :; do :; done' &
+		hog=$!
+		PIDS+=($hog)
+		sleep 0.3
+		h0=$(ticks "$hog")
 	fi
 	read -r c0 _ < <(cpustat "$PROXY_CPU")
 	read -r l0 _ < <(cpustat "$LOAD_CPU")
 	# shellcheck disable=SC2086
 	t0=$(ticks $pids)
+	# Writes answered so far: the achieved rate is counted over the load
+	# run only, not over the writers' start-up and stop.
+	local n0=0 n1=0
+	((${#cpids[@]})) && n0=$(cat "$out".churn* | wc -l)
 	w0=$(now)
 	case $tool in
 	wrk)
@@ -710,18 +772,23 @@ measure() {
 		;;
 	esac
 	w1=$(now)
+	((${#cpids[@]})) && n1=$(cat "$out".churn* | wc -l)
 	# shellcheck disable=SC2086
 	t1=$(ticks $pids)
 	read -r c1 _ < <(cpustat "$PROXY_CPU")
 	read -r l1 _ < <(cpustat "$LOAD_CPU")
-	if [[ -n $cpid ]]; then
-		kill -TERM "$cpid" 2>/dev/null || true
-		wait "$cpid" 2>/dev/null || true
-		local wok wn cw1
-		cw1=$(now)
-		wok=$(grep -c '^20[01]$' "$out.churn" || true)
-		wn=$(grep -c '^[0-9][0-9][0-9]$' "$out.churn" || true)
-		extra=$(awk -v ok="$wok" -v n="$wn" -v a="$cw0" -v b="$cw1" 'BEGIN { printf "%d/%d@%.0f", ok, n, n / (b - a) }')
+	if [[ -n $hog ]]; then
+		h1=$(ticks "$hog")
+		stop "$hog"
+		extra=$(awk -v d=$((h1 - h0)) -v hz="$CLK_TCK" -v a="$w0" -v b="$w1" 'BEGIN { printf "hog:%.2f", d / hz / (b - a) }')
+	fi
+	if ((${#cpids[@]})); then
+		local wok wn p
+		for p in "${cpids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+		for p in "${cpids[@]}"; do stop "$p"; done
+		wok=$(cat "$out".churn* | grep -c '^20[01]$' || true)
+		wn=$(cat "$out".churn* | grep -c '^[0-9][0-9][0-9]$' || true)
+		extra=$(awk -v ok="$wok" -v n="$wn" -v d=$((n1 - n0)) -v a="$w0" -v b="$w1" 'BEGIN { printf "%d/%d@%.0f", ok, n, d / (b - a) }')
 	fi
 	local reqs rps p50 p99 non2xx sockerr rss pss
 	case $tool in
@@ -760,7 +827,7 @@ measure() {
 			print p, c, r, t, reqs, rps, cpus / wall, cpus, p50, p99, n2, se, rss, pc / hz / wall, lc / hz / wall, wall, pss, x
 		}' >>"$ROWS"
 	log "$(tail -1 "$ROWS" | awk -F'\t' '{printf "%-2s c%-5s r%s %-17s %7.0f req/s  proxy %.2f cores  %6.1fk req/CPU-s  p99 %7.2f ms  non2xx %s  err %s%s",
-		$1, $2, $3, $4, $6, $7, ($8 > 0 ? $5 / $8 / 1000 : 0), $10, $11, $12, ($18 == "-" ? "" : "  admin writes ok/sent@rate " $18)}')"
+		$1, $2, $3, $4, $6, $7, ($8 > 0 ? $5 / $8 / 1000 : 0), $10, $11, $12, ($18 == "-" ? "" : ($18 ~ /^hog:/ ? "  busy loop " substr($18, 5) " cores" : "  admin writes ok/sent@rate " $18))}')"
 }
 
 # Targets of the profile being run, in round order: name, pids, tool, url,
@@ -787,7 +854,7 @@ run_profile() {
 		log "profile $profile, $c connections: ${P_WARM}s warm-up each, $P_ROUNDS rounds x ${P_DUR}s of ${T_NAME[*]}"
 		for i in "${!T_NAME[@]}"; do
 			IFS='|' read -r -a args <<<"${T_ARGS[$i]}"
-			[[ ${T_NAME[$i]} == *+churn ]] || warm "${T_TOOL[$i]}" "${T_URL[$i]}" "${args[@]}"
+			[[ ${T_NAME[$i]} == *+churn || ${T_NAME[$i]} == *hog ]] || warm "${T_TOOL[$i]}" "${T_URL[$i]}" "${args[@]}"
 		done
 		for r in $(seq "$P_ROUNDS"); do
 			for i in "${!T_NAME[@]}"; do
@@ -823,6 +890,21 @@ for profile in $PROFILES; do
 		for e in $ENGINES; do target "sluice-$e" "${SL_TREE[$e]}" wrk "http://127.0.0.1:${SL_HTTP[$e]}/hello"; done
 		for p in $ACTIVE_PEERS; do target "$p" "${PEER_TREE[$p]}" wrk "http://127.0.0.1:${PEER_HTTP[$p]}/hello"; done
 		run_profile a
+		;;
+	x)
+		# Profile a at 50 connections, re-run disturbed on purpose: each round
+		# runs nginx and every Sluice engine undisturbed, then again with a
+		# busy loop pinned to the proxy core (it takes about half of it from
+		# whichever proxy runs), then with one pinned to the load core (wrk
+		# and the origin get about half of theirs). If requests per proxy
+		# CPU-second is the robust figure the method assumes, the ratio to
+		# nginx should move far less than req/s does.
+		for v in "" +cpuhog +loadhog; do
+			target "nginx$v" "$NGX_TREE" wrk "http://127.0.0.1:$NGX_PORT/hello"
+			for e in $ENGINES; do target "sluice-$e$v" "${SL_TREE[$e]}" wrk "http://127.0.0.1:${SL_HTTP[$e]}/hello"; done
+		done
+		run_profile x
+		echo "- Profile x: the competing load is \`taskset -c CPU sh -c 'while :; do :; done'\`, started 0.3 s before and stopped (TERM, then reaped) right after each +cpuhog (CPU $PROXY_CPU) or +loadhog (CPU $LOAD_CPU) wrk run; the every-round table's last column gives the cores it got." >>"$NOTES"
 		;;
 	e)
 		# The SNI list has the IP because wrk (OpenSSL) sends the URL's host as
@@ -910,7 +992,7 @@ for profile in $PROFILES; do
 			target "sluice-$e+churn" "${SL_TREE[$e]}" wrk "http://127.0.0.1:${SL_HTTP[$e]}/hello"
 		done
 		run_profile g
-		echo "- Profile g: the writer is one curl process (\`--rate ${CHURN_RATE}/s\`, sequential transfers, on CPU $LOAD_CPU) sending PUT /apisix/admin/routes/churn (uri /churn, a new desc each time) for the length of the wrk run; its CPU use lands on the load core, the Admin API's on the proxy's and is counted in Sluice's CPU-seconds. The every-round table's last column is admin writes answered 200/201 / sent @ writes per second." >>"$NOTES"
+		echo "- Profile g: $CHURN_WRITERS curl writers at once, each \`--rate ${CHURN_OFFER}/m\` ($(awk -v o="$CHURN_OFFER" -v w="$CHURN_WRITERS" 'BEGIN { printf "%.1f", o * w / 60 }')/s offered together, 3 % over the ${CHURN_RATE}/s to reach, since curl loses each transfer's set-up time), sequential transfers, on CPU $LOAD_CPU, writer N sending PUT /apisix/admin/routes/churn-N (uri /churn-N, a new desc each time) from 0.2 s before to the end of the wrk run; their CPU use lands on the load core, the Admin API's on the proxy's and is counted in Sluice's CPU-seconds. The every-round table's last column is admin writes answered 200/201 / sent @ writes per second achieved during the wrk run (all writers together, counted from their output at the start and end of the run)." >>"$NOTES"
 		;;
 	d)
 		# The catch-all route goes first so that a request the router gets
@@ -918,7 +1000,7 @@ for profile in $PROFILES; do
 		# routes of b, c and g go too, so each instance holds exactly ROUTES.
 		target nginx "$NGXM_TREE" wrk "http://127.0.0.1:$NGX_MANY/r/$ROUTES"
 		for e in $ENGINES; do
-			for id in catchall bench-b bench-c churn; do
+			for id in catchall bench-b bench-c $(seq -f 'churn-%g' "$CHURN_WRITERS"); do
 				st=$(admin "$e" DELETE "routes/$id")
 				[[ $st == 200 || $st == 404 ]] || die "sluice-$e: DELETE routes/$id: $st $(cat "$TMP/admin.out")"
 			done
@@ -985,7 +1067,9 @@ REPORT="$RESULTS/$STAMP.md"
 	has f && echo "| h2load | $(ver h2load --version | awk '{print $NF}'), -t1 |"
 	echo "| mode | $MODE; profiles $PROFILES$(for p in $PROFILES; do plan "$p"; printf '; %s: %s rounds x %ss at %s conns, %ss warm-up' "$p" "$P_ROUNDS" "$P_DUR" "$P_CONNS" "$P_WARM"; done) |"
 	echo "| pinning | proxy under test on CPU $PROXY_CPU; origin (nginx, 1 KiB), wrk/h2load and the churn writer on CPU $LOAD_CPU |"
-	echo "| load average | $LOAD_START at start, $LOAD_END at end; $((T_END - T_START)) s of measuring |"
+	WALL=$(($(date +%s) - WALL_T0))
+	echo "| wall time | **$((WALL / 60)) min $((WALL % 60)) s** from start to report (tool checks, build, set-up, every profile incl. d's route PUTs); $((T_END - T_START)) s of it in the profiles |"
+	echo "| load average | $LOAD_START at start, $LOAD_END at end |"
 	echo
 	echo "Key figure: a proxy's requests per proxy CPU-second divided by its baseline's, per round"
 	echo "(each target against the baseline measured in the same round: nginx; Sluice's own (a) route"
@@ -995,7 +1079,7 @@ REPORT="$RESULTS/$STAMP.md"
 	echo
 } >"$REPORT"
 
-awk -F'\t' -v PROFILES="$PROFILES" -v ENGINES="$ENGINES" -v ROUTES="$ROUTES" -v MINC="$MIN_CORES" -v MINS="$MIN_CPU_S" -v PCPU="$PROXY_CPU" -v LCPU="$LOAD_CPU" '
+awk -F'\t' -v PROFILES="$PROFILES" -v ENGINES="$ENGINES" -v CRATE="$CHURN_RATE" -v CW="$CHURN_WRITERS" -v ROUTES="$ROUTES" -v MINC="$MIN_CORES" -v MINS="$MIN_CPU_S" -v PCPU="$PROXY_CPU" -v LCPU="$LOAD_CPU" '
 function med(s,   a, n, i, j, t) {
 	n = split(s, a, " ")
 	if (n == 0) return 0
@@ -1010,7 +1094,9 @@ function addu(k, v) { if (!((k SUBSEP v) in U)) { U[k SUBSEP v] = 1; L[k] = (k i
 # base(p, t): the target t is compared with in profile p ("" for none).
 function base(p, t,   e) {
 	if (p == "g") { if (t ~ /\+churn$/) { e = t; sub(/\+churn$/, "", e); return e } return "" }
-	if (t == "nginx") return ""
+	if (t ~ /^nginx/) return ""
+	# x: each disturbed Sluice run against nginx under the same disturbance.
+	if (match(t, /\+[a-z]*hog$/)) return "nginx" substr(t, RSTART)
 	return "nginx"
 }
 # pair(p, c, t, b): per-round ratios of t against b; sets PR[...]; returns
@@ -1064,7 +1150,8 @@ BEGIN {
 	name["c"] = "(c) key-auth + limit-count + proxy-rewrite"
 	name["d"] = "(d) " ROUTES " routes, last one"
 	name["f"] = "(f) HTTP/2 over TLS, h2load"
-	name["g"] = "(g) (a) + 100 Admin API writes/s"
+	name["g"] = "(g) (a) + " CRATE " Admin API writes/s"
+	name["x"] = "(x) (a) re-run disturbed"
 }
 {
 	p = $1; c = $2; r = $3; t = $4
@@ -1085,9 +1172,10 @@ BEGIN {
 	# Errors count in every round, used or not.
 	k = p SUBSEP c SUBSEP t
 	N2[k] += $11; SE[k] += $12; if ($13 > RSSALL[k]) RSSALL[k] = $13
-	if ($18 != "-") { split($18, w, /[\/@]/); WOK[k] += w[1]; WN[k] += w[2]; add(k SUBSEP "wrate", w[3]) }
+	if ($18 != "-" && $18 !~ /^hog:/) { split($18, w, /[\/@]/); WOK[k] += w[1]; WN[k] += w[2]; add(k SUBSEP "wrate", w[3]) }
 	k = p SUBSEP c SUBSEP r SUBSEP t
-	KP[k] = kpcs; RP[k] = $6; OK[k] = ok; US[k] = usable; P99[k] = $10
+	KP[k] = kpcs; RP[k] = $6; OK[k] = ok; US[k] = usable; P99[k] = $10; CO[k] = $7
+	if ($18 ~ /^hog:/) HOG[k] = substr($18, 5) + 0
 	addu(p SUBSEP c SUBSEP "rounds", r); rounds[p SUBSEP c] = L[p SUBSEP c SUBSEP "rounds"]
 	raw[NR] = sprintf("| %s | %s | %s | %s | %.0f | %.2f%s | %.1f | %.2f | %.2f | %d | %d | %.1f | %.1f | %.2f | %.2f | %s |", p, c, r, t, $6, $7, ok ? "" : (usable ? " (starved)" : " (unusable)"), kpcs, $9, $10, $11, $12, $13 / 1024, $17 / 1024, $14, $15, $18)
 }
@@ -1160,7 +1248,7 @@ END {
 				k = "g" SUBSEP 50 SUBSEP s "+churn"
 				if (k in N2) {
 					v = N2[k] + SE[k]; cell = sprintf("%d %s", v, (v == 0) ? "**met**" : "**missed**")
-					cell = cell sprintf("; admin writes %d/%d ok, %.0f/s", WOK[k], WN[k], med(L[k SUBSEP "wrate"]))
+					cell = cell sprintf("; admin writes %d/%d ok, %.0f/s achieved (median of rounds, range %.0f–%.0f; %d writers)", WOK[k], WN[k], med(L[k SUBSEP "wrate"]), lo(L[k SUBSEP "wrate"]), hi(L[k SUBSEP "wrate"]), CW)
 					if (fig("g", 50, s "+churn", s) && RP99 != "") cell = cell sprintf("; p99 %.2f×, CPU-s %.2f×", RP99, RV)
 				}
 			} else if (B[i] == "p99") {
@@ -1182,6 +1270,50 @@ END {
 			line = line " " cell " |"
 		}
 		printf "| %s | %s |%s\n", desc, gs, line
+	}
+
+	# x: how the in-round ratio moves when the same pair is disturbed.
+	if (L["x" SUBSEP "conns"] != "") {
+		print ""
+		print "## Disturbed sample (profile x): does the ratio hold under foreign load?"
+		print ""
+		print "Profile (a) at 50 connections, nginx then each Sluice engine: undisturbed, with a busy loop"
+		print "pinned to the proxy core (CPU " PCPU ", +cpuhog) and with one pinned to the load core (CPU " LCPU ", +loadhog)."
+		print "Medians over rounds (starved or not: starving is the point; rounds under " MINS " proxy CPU-s are"
+		print "left out). \"moved\" is the disturbed figure divided by the undisturbed one of the same row:"
+		print "1.00 means the disturbance did not change it. Reference: the 50-connection ratio of profile (a)"
+		print "in this run is in the summary above."
+		print ""
+		print "| engine | condition | rounds | nginx req/s | nginx cores | nginx k req/CPU-s | sluice req/s | sluice cores | sluice k req/CPU-s | **per CPU-s ratio** | **ratio moved** | req/s ratio | req/s ratio moved | sluice k req/CPU-s moved | busy loop cores (nginx / sluice run) |"
+		print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+		split(L["x" SUBSEP "conns"], XC, " "); xc = XC[1]
+		nr = split(rounds["x" SUBSEP xc], R, " ")
+		for (z = 1; z <= ne; z++) {
+			s = "sluice-" E[z]
+			for (vv = 1; vv <= 3; vv++) {
+				v = (vv == 1) ? "" : ((vv == 2) ? "+cpuhog" : "+loadhog")
+				delete XL
+				for (x = 1; x <= nr; x++) {
+					ks = "x" SUBSEP xc SUBSEP R[x] SUBSEP s v; kn = "x" SUBSEP xc SUBSEP R[x] SUBSEP "nginx" v
+					if (!(ks in KP) || !(kn in KP) || !US[ks] || !US[kn] || KP[kn] <= 0 || RP[kn] <= 0) continue
+					XL["n"]++
+					XL["nrps"] = XL["nrps"] " " RP[kn]; XL["ncores"] = XL["ncores"] " " CO[kn]; XL["nk"] = XL["nk"] " " KP[kn]
+					XL["srps"] = XL["srps"] " " RP[ks]; XL["scores"] = XL["scores"] " " CO[ks]; XL["sk"] = XL["sk"] " " KP[ks]
+					XL["ratio"] = XL["ratio"] " " KP[ks] / KP[kn]; XL["rratio"] = XL["rratio"] " " RP[ks] / RP[kn]
+					if (v != "") XL["hog"] = XL["hog"] "; " sprintf("%.2f / %.2f", HOG[kn], HOG[ks])
+				}
+				cond = (v == "") ? "undisturbed" : ((v == "+cpuhog") ? "busy loop on proxy core" : "busy loop on load core")
+				if (!XL["n"]) { printf "| %s | %s | none usable | | | | | | | n/a | | | | | |\n", s, cond; continue }
+				xr = med(XL["ratio"]); xq = med(XL["rratio"]); xk = med(XL["sk"])
+				if (v == "") { U0 = xr; Q0 = xq; K0 = xk }
+				mv = (v == "" || U0 == "") ? "" : sprintf("%.2f", xr / U0)
+				mq = (v == "" || Q0 == "") ? "" : sprintf("%.2f", xq / Q0)
+				mk = (v == "" || K0 == "") ? "" : sprintf("%.2f", xk / K0)
+				if (v == "") { mv = "1.00"; mq = "1.00"; mk = "1.00" }
+				printf "| %s | %s | %d | %.0f | %.2f | %.1f | %.0f | %.2f | %.1f | **%.2f** (%.2f–%.2f) | **%s** | %.2f | %s | %s | %s |\n", s, cond, XL["n"], med(XL["nrps"]), med(XL["ncores"]), med(XL["nk"]), med(XL["srps"]), med(XL["scores"]), xk, xr, lo(XL["ratio"]), hi(XL["ratio"]), mv, xq, mq, mk, substr(XL["hog"], 3)
+			}
+			U0 = ""; Q0 = ""; K0 = ""
+		}
 	}
 
 	print ""
@@ -1216,7 +1348,7 @@ END {
 	print ""
 	print "## Every round"
 	print ""
-	print "| profile | conns | round | proxy | req/s | proxy CPU (cores) | k req / CPU-s | p50 ms | p99 ms | non-2xx | socket errors | RSS MiB | PSS MiB | CPU " PCPU " busy | CPU " LCPU " busy | admin writes |"
+	print "| profile | conns | round | proxy | req/s | proxy CPU (cores) | k req / CPU-s | p50 ms | p99 ms | non-2xx | socket errors | RSS MiB | PSS MiB | CPU " PCPU " busy | CPU " LCPU " busy | admin writes / busy loop |"
 	print "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for (x = 1; x <= NR; x++) print raw[x]
 }' "$ROWS" >>"$REPORT"
@@ -1232,4 +1364,4 @@ fi
 
 if ((KEEP)); then cp "$ROWS" "$RESULTS/$STAMP.tsv"; fi
 cat "$REPORT"
-log "report: $REPORT"
+log "report: $REPORT (wall time $((WALL / 60)) min $((WALL % 60)) s)"
