@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,8 +31,9 @@ func strNode(t *testing.T, name string, delay time.Duration) *plUpstream {
 	})
 }
 
-// strArray renders array-form nodes, in order, from alternating address
-// and weight arguments; an address may end in "@<priority>".
+// strArray renders array-form nodes from alternating address and weight
+// arguments; an address may end in "@<priority>". (Sluice orders nodes by
+// host and port whatever the form, so the order here carries no meaning.)
 func strArray(kv ...any) string {
 	var parts []string
 	for i := 0; i < len(kv); i += 2 {
@@ -43,6 +45,20 @@ func strArray(kv ...any) string {
 		parts = append(parts, fmt.Sprintf(`{"host":%q,"port":%s,"weight":%v,"priority":%s}`, h, p, kv[i+1], prio))
 	}
 	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// strPort is the numeric port of a host:port address.
+func strPort(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // strServed sends one request and returns the serving node's name.
@@ -191,7 +207,9 @@ func TestBalanceLeastConnAndEWMA(t *testing.T) {
 // order (AAAB), and a higher-priority node that goes down fails over to
 // the backup, within the same request.
 func TestBalanceRoundRobinAndPriority(t *testing.T) {
-	g := startDefault(t, "")
+	// Every attempt shows in X-APISIX-Upstream-Status, so an unexpected
+	// retry (which takes a second pick) is told apart from a wrong order.
+	g := dpcStart(t, 0, "  show_upstream_status_in_response_header: true\n")
 	a, b := strNode(t, "A", 0), strNode(t, "B", 0)
 	primary, backup := strNode(t, "primary", 0), strNode(t, "backup", 0)
 	dpcPutAll(t, g,
@@ -203,12 +221,24 @@ func TestBalanceRoundRobinAndPriority(t *testing.T) {
 	t.Run("weights 3:1 in interleaved order", func(t *testing.T) {
 		var got strings.Builder
 		for i := 0; i < 40; i++ {
-			got.WriteString(strServed(t, g, "/wrr", nil))
+			r := g.plDo("GET", "/wrr", "", nil)
+			if st := r.Header.Get("X-APISIX-Upstream-Status"); r.Status != 200 || st != "200" {
+				t.Fatalf("request %d: %d, attempts %q, %s\n%s", i, r.Status, st, r.Body, g.output())
+			}
+			got.Write(r.Body)
 		}
 		// internal/balancer TestRoundRobinOrder: resty.roundrobin walks
 		// the nodes with a current weight stepping down from the maximum
-		// by the weights' gcd: cw=3 A, cw=2 A, cw=1 A B.
-		if want := strings.Repeat("AAAB", 10); got.String() != want {
+		// by the weights' gcd, handing out each node whose weight is >= it.
+		// APISIX walks a Lua hash table (no fixed order); Sluice walks the
+		// nodes sorted by host, then port (resource.Decode), so with A
+		// first the cycle is cw=3 A, cw=2 A, cw=1 A B, and with B first
+		// cw=3 A, cw=2 A, cw=1 B A.
+		cycle := "AAAB"
+		if strPort(t, b.addr()) < strPort(t, a.addr()) {
+			cycle = "AABA"
+		}
+		if want := strings.Repeat(cycle, 10); got.String() != want {
 			t.Fatalf("order %s, want %s", got.String(), want)
 		}
 	})
