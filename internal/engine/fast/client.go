@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,6 +113,11 @@ type upConn struct {
 	fields   []field
 	trailer  engine.Header
 	body     body
+	// rd is what br reads from: the socket under the read timeout and
+	// the client's disconnect watch.
+	rd upReader
+	// rdl and wdl are the deadlines set on nc (deadline.go).
+	rdl, wdl time.Time
 }
 
 type field struct{ k, v string }
@@ -177,8 +183,7 @@ func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options) *pool {
 	return p
 }
 
-func (p *pool) get(ctx context.Context) (*upConn, bool, error) {
-	now := time.Now()
+func (p *pool) get(ctx context.Context, now time.Time) (*upConn, bool, error) {
 	p.mu.Lock()
 	for len(p.conns) > 0 {
 		uc := p.conns[len(p.conns)-1]
@@ -215,15 +220,16 @@ func (p *pool) dial(ctx context.Context) (*upConn, error) {
 		nc = tc
 	}
 	uc := &upConn{p: p, nc: nc}
+	uc.rd.uc = uc
 	uc.br = p.f.readers.Get().(*bufio.Reader)
-	uc.br.Reset(nc)
+	uc.br.Reset(&uc.rd)
 	uc.bw = p.f.writers.Get().(*bufio.Writer)
 	uc.bw.Reset(nc)
 	return uc, nil
 }
 
-func (p *pool) put(uc *upConn) {
-	uc.lastUsed = time.Now()
+func (p *pool) put(uc *upConn, now time.Time) {
+	uc.lastUsed = now
 	p.mu.Lock()
 	if len(p.conns) < p.size {
 		p.conns = append(p.conns, uc)
@@ -304,7 +310,7 @@ func (f *Forwarder) Forward(c *engine.Ctx, pick proxy.Picker, opt *proxy.Options
 			}
 			break
 		}
-		if n == 0 {
+		if n == 0 && opt.RetryTimeout > 0 {
 			start = time.Now()
 		}
 		if t.Scheme != "http" && t.Scheme != "https" && f.fallback != nil {
@@ -386,6 +392,13 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 	p := f.pool(t, opt)
 	send := orDefault(opt.Timeouts.Send, defaultTimeout)
 	read := orDefault(opt.Timeouts.Read, defaultTimeout)
+	// One clock read serves the pool's idle check and the first
+	// deadlines: the request started a moment ago (plugins aside, and
+	// the deadlines are long).
+	now := c.StartTime
+	if now.IsZero() {
+		now = time.Now()
+	}
 	for fresh := false; ; fresh = true {
 		var uc *upConn
 		var reused bool
@@ -393,7 +406,7 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 		if fresh {
 			uc, err = p.dial(c.Context)
 		} else {
-			uc, reused, err = p.get(c.Context)
+			uc, reused, err = p.get(c.Context, now)
 		}
 		if err != nil {
 			st, retry := classify(cn, err)
@@ -402,11 +415,11 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 			}
 			return st, err, retry
 		}
-		sent, werr := f.writeRequest(uc, c, t, plan, send)
+		sent, werr := f.writeRequest(uc, c, t, plan, send, now)
 		var respRead bool
 		if werr == nil {
 			var st int
-			st, respRead, err = f.roundTripResponse(c, cn, uc, plan, opt, read)
+			st, respRead, err = f.roundTripResponse(c, cn, uc, plan, opt, read, now)
 			if err == nil {
 				return st, nil, false
 			}
@@ -483,9 +496,11 @@ func validName(k string) bool {
 
 // writeRequest writes the request head and streams the body. sent counts
 // body bytes taken from the client (they cannot be replayed).
-func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, plan *proxy.HeaderPlan, send time.Duration) (int64, error) {
+func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, plan *proxy.HeaderPlan, send time.Duration, now time.Time) (int64, error) {
 	bw := uc.bw
-	_ = uc.nc.SetWriteDeadline(time.Now().Add(send))
+	if dl, set := loose(&uc.wdl, now, send); set {
+		_ = uc.nc.SetWriteDeadline(dl)
+	}
 	host := t.Host
 	if host == "" {
 		host = c.RawHost
@@ -611,7 +626,9 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, pla
 	chunked := cl < 0
 	var written int64
 	writeChunk := func(p []byte) error {
-		_ = uc.nc.SetWriteDeadline(time.Now().Add(send))
+		if dl, set := loose(&uc.wdl, time.Now(), send); set {
+			_ = uc.nc.SetWriteDeadline(dl)
+		}
 		if chunked {
 			bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
 			bw.WriteString("\r\n")
@@ -688,54 +705,86 @@ func writeRawField(bw *bufio.Writer, k, v string) {
 	bw.WriteString("\r\n")
 }
 
-// waitReadable waits for the upstream to send something. After watchDelay
-// of silence it arms the client connection's disconnect watcher, so a
-// client that leaves cancels the wait; the deadline is the read timeout.
-func waitReadable(cn *conn, uc *upConn, read time.Duration, watching *bool) error {
-	if uc.br.Buffered() > 0 {
-		return nil
-	}
-	now := time.Now()
-	deadline := now.Add(read)
-	if !*watching && read > watchDelay {
-		_ = uc.nc.SetReadDeadline(now.Add(watchDelay))
-		_, err := uc.br.Peek(1)
-		if err == nil {
-			return nil
-		}
-		var ne net.Error
-		if !(errors.As(err, &ne) && ne.Timeout()) {
-			return err
-		}
-		if cn.watch.start(cn) {
-			*watching = true
-			nc := uc.nc
-			cn.cctx.setOnCancel(func() { _ = nc.SetReadDeadline(aLongTimeAgo) })
-		}
-	}
-	_ = uc.nc.SetReadDeadline(deadline)
-	_, err := uc.br.Peek(1)
-	if err != nil && cn.cctx.Err() != nil {
-		return context.Canceled
-	}
-	return err
+// upReader is the reader under an upstream connection's bufio.Reader.
+// Every socket read is bounded by the read timeout (a deadline per read,
+// as nginx's proxy_read_timeout), refreshed loosely. While a response is
+// awaited, a read that sees watchDelay of silence arms the client
+// connection's disconnect watcher first, so a client that leaves cancels
+// the wait (head or body, streamed or not), and fast responses never pay
+// for the watcher.
+type upReader struct {
+	uc       *upConn
+	cn       *conn // the client of the current response; nil: plain reads
+	read     time.Duration
+	now      time.Time // the attempt's clock read, for the first read
+	watching bool      // the watcher is armed for this response
+	noWatch  bool      // the watcher cannot be armed (pipelined bytes)
 }
 
-func (f *Forwarder) stopWatch(cn *conn, watching *bool) {
-	if *watching {
-		cn.cctx.clearOnCancel()
-		cn.watch.stop(cn)
-		*watching = false
+func (r *upReader) Read(p []byte) (int, error) {
+	uc, cn := r.uc, r.cn
+	if cn == nil {
+		return uc.nc.Read(p)
 	}
+	now := r.now
+	if now.IsZero() {
+		now = time.Now()
+	} else {
+		r.now = time.Time{}
+	}
+	if !r.watching && !r.noWatch && r.read > watchDelay {
+		if dl, set := loose(&uc.rdl, now, watchDelay); set {
+			_ = uc.nc.SetReadDeadline(dl)
+		}
+		n, err := uc.nc.Read(p)
+		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if cn.watch.start(cn) {
+			r.watching = true
+			nc := uc.nc
+			cn.cctx.setOnCancel(func() { _ = nc.SetReadDeadline(aLongTimeAgo) })
+		} else {
+			r.noWatch = true
+		}
+		now = time.Now()
+	}
+	if dl, set := loose(&uc.rdl, now, r.read); set {
+		_ = uc.nc.SetReadDeadline(dl)
+	}
+	n, err := uc.nc.Read(p)
+	if err != nil && cn.cctx.Err() != nil {
+		uc.rdl = time.Time{} // the cancel moved the deadline
+		return n, context.Canceled
+	}
+	return n, err
+}
+
+// begin prepares the reader for one response to cn.
+func (r *upReader) begin(cn *conn, read time.Duration, now time.Time) {
+	r.cn, r.read, r.now, r.watching, r.noWatch = cn, read, now, false, false
+}
+
+// end stops the disconnect watch (if armed) and detaches the client.
+func (r *upReader) end() {
+	if r.cn == nil {
+		return
+	}
+	if r.watching {
+		r.cn.cctx.clearOnCancel()
+		r.cn.watch.stop(r.cn)
+		r.watching = false
+	}
+	r.cn = nil
 }
 
 // roundTripResponse reads the upstream's response and writes it to the
 // client. respRead reports whether any response byte arrived (after which
 // a retry on a fresh connection is never safe).
 func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan *proxy.HeaderPlan,
-	opt *proxy.Options, read time.Duration) (status int, respRead bool, err error) {
-	watching := false
-	defer f.stopWatch(cn, &watching)
+	opt *proxy.Options, read time.Duration, now time.Time) (status int, respRead bool, err error) {
+	uc.rd.begin(cn, read, now)
+	defer uc.rd.end()
 	var (
 		code         int
 		cl           int64
@@ -756,7 +805,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 		informations int
 	)
 	for {
-		if err := waitReadable(cn, uc, read, &watching); err != nil {
+		if _, err := uc.br.Peek(1); err != nil {
 			return 0, respRead, err
 		}
 		respRead = true
@@ -865,7 +914,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	c.UpstreamStatus = append(c.UpstreamStatus, code)
 	if code == 101 {
 		if plan.Upgrade {
-			f.stopWatch(cn, &watching)
+			uc.rd.end()
 			return f.tunnel(c, cn, uc, code)
 		}
 		return http.StatusBadGateway, true, &attemptError{err: errUnexpected101}
@@ -951,18 +1000,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	buf := *bp
 	reusable := !connClose && !closeDelim
 	for !noBody && cl != 0 {
-		if flush {
-			if err := waitReadable(cn, uc, read, &watching); err != nil {
-				if closeDelim && err == io.EOF {
-					break
-				}
-				f.abort(c, cn, err)
-				uc.close()
-				return code, true, nil
-			}
-		} else {
-			_ = uc.nc.SetReadDeadline(time.Now().Add(read))
-		}
+		// Socket reads (deadline, disconnect watch) happen in uc.rd.
 		n, rerr := rb.Read(buf)
 		if n > 0 {
 			if _, werr := c.W.Write(buf[:n]); werr != nil {
@@ -985,7 +1023,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 			return code, true, nil
 		}
 	}
-	f.stopWatch(cn, &watching)
+	uc.rd.end()
 	if chunked {
 		for k, vv := range uc.trailer {
 			announcedKey := false
@@ -1006,7 +1044,10 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 		// Bytes beyond the response (a body sent with a HEAD or 204
 		// response, or junk) would be read as the next response:
 		// http.Transport drops such a connection, and so do we.
-		uc.p.put(uc)
+		// The clock read is shared with the client's idle deadline.
+		now := time.Now()
+		cn.clock = now
+		uc.p.put(uc, now)
 	} else {
 		uc.close()
 	}
@@ -1065,6 +1106,7 @@ func (f *Forwarder) tunnel(c *engine.Ctx, cn *conn, uc *upConn, code int) (int, 
 	defer uc.close()
 	c.Status = http.StatusSwitchingProtocols
 	_ = uc.nc.SetDeadline(time.Time{})
+	uc.rdl, uc.wdl = time.Time{}, time.Time{}
 	bw := brw.Writer
 	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	for _, fd := range uc.fields {

@@ -201,6 +201,12 @@ type conn struct {
 	lastMethod   string
 	remoteIPAddr netip.Addr
 	remoteIP     string
+	// rdl is the read deadline set on nc (zero: none), so a long one is
+	// refreshed only when it moved (deadline.go).
+	rdl time.Time
+	// clock is a time read from the clock at the end of the last
+	// response, reused for the next idle deadline.
+	clock time.Time
 }
 
 func (cn *conn) serve() {
@@ -255,22 +261,25 @@ func (cn *conn) serve() {
 func (cn *conn) waitRequest(first bool) bool {
 	lim := &cn.s.lim
 	if cn.br.Buffered() == 0 {
-		d := lim.IdleTimeout
-		if first || d <= 0 {
-			d = lim.ReadHeaderTimeout
-		}
-		if d > 0 {
-			_ = cn.nc.SetReadDeadline(time.Now().Add(d))
-		} else {
-			_ = cn.nc.SetReadDeadline(time.Time{})
+		switch d := lim.IdleTimeout; {
+		case !first && d > 0:
+			// Refreshed loosely: the idle timeout is long.
+			if t, set := loose(&cn.rdl, cn.now(), d); set {
+				_ = cn.nc.SetReadDeadline(t)
+			}
+		case lim.ReadHeaderTimeout > 0:
+			cn.setReadDeadline(cn.now().Add(lim.ReadHeaderTimeout))
+		default:
+			cn.setReadDeadline(time.Time{})
 		}
 		if _, err := cn.br.Peek(1); err != nil {
 			return false
 		}
 	}
+	cn.clock = time.Time{}
 	cn.state.Store(stateActive)
 	if lim.ReadHeaderTimeout > 0 && !headComplete(cn.br) {
-		_ = cn.nc.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+		cn.setReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
 	}
 	return true
 }
@@ -313,7 +322,7 @@ func (cn *conn) serveOne() bool {
 	if c.ContentLength != 0 {
 		// A body is streamed under no deadline (net/http's ReadTimeout 0);
 		// the proxy's send timeout governs slow uploads.
-		_ = cn.nc.SetReadDeadline(time.Time{})
+		cn.setReadDeadline(time.Time{})
 	}
 	cn.s.h.Serve(c)
 	cn.watch.stop(cn)

@@ -127,7 +127,7 @@ func (w *watcher) start(cn *conn) bool {
 		w.running = true
 		go w.loop(cn)
 	}
-	_ = cn.nc.SetReadDeadline(time.Time{})
+	cn.setReadDeadline(time.Time{})
 	w.active = true
 	w.arm <- struct{}{}
 	return true
@@ -158,7 +158,7 @@ func (w *watcher) stop(cn *conn) {
 	}
 	_ = cn.nc.SetReadDeadline(aLongTimeAgo)
 	<-w.done
-	_ = cn.nc.SetReadDeadline(time.Time{})
+	cn.setReadDeadline(time.Time{})
 	w.active = false
 }
 
