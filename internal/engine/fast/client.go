@@ -752,6 +752,12 @@ func (r *upReader) Read(p []byte) (int, error) {
 	if dl, set := loose(&uc.rdl, now, r.read); set {
 		_ = uc.nc.SetReadDeadline(dl)
 	}
+	if r.watching && cn.cctx.Err() != nil {
+		// The client left before (or while) the deadline above was set,
+		// which may have undone the cancel's unblocking deadline.
+		uc.rdl = time.Time{}
+		return 0, context.Canceled
+	}
 	n, err := uc.nc.Read(p)
 	if err != nil && cn.cctx.Err() != nil {
 		uc.rdl = time.Time{} // the cancel moved the deadline
