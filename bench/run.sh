@@ -1026,6 +1026,7 @@ for profile in $PROFILES; do
 		done
 		for e in $ENGINES; do
 			wait "${CPID[$e]}" || true
+			forget "${CPID[$e]}"
 			r1=$(now)
 			wait_http "http://127.0.0.1:${SL_HTTP[$e]}/r/$ROUTES" || die "sluice-$e: route /r/$ROUTES not serving"
 			r2=$(now)
