@@ -181,9 +181,12 @@ func (s *Server) allowed(r *http.Request) bool {
 // subtle.ConstantTimeCompare against every configured key, so neither the
 // key's length nor which key matched shows in the timing.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (Role, bool) {
-	if !s.opt.KeyRequired || len(s.keyHashes) == 0 {
+	if !s.opt.KeyRequired {
 		return RoleAdmin, true
 	}
+	// With a key required and none configured nothing is accepted: the
+	// gateway always configures one (generated if need be), so this only
+	// guards against wiring mistakes failing open.
 	token := r.URL.Query().Get("api_key")
 	if token == "" {
 		token = r.Header.Get("X-API-KEY")
@@ -210,7 +213,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (Role, bool) 
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error_msg": "failed to check token", "description": "wrong apikey"})
 		return "", false
 	}
-	if role == RoleViewer && r.Method != http.MethodGet {
+	if role != RoleAdmin && r.Method != http.MethodGet {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error_msg": "failed to check token", "description": "invalid method for role viewer"})
 		return "", false
 	}

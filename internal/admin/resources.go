@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,8 +93,12 @@ func parseTTL(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
 		return 0, true
 	}
 	n, err := strconv.ParseFloat(v, 64)
-	if err != nil {
+	if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
 		writeErr(w, http.StatusBadRequest, "invalid argument ttl: should be a number")
+		return 0, false
+	}
+	if n <= 0 || n > 1<<31 {
+		writeErr(w, http.StatusBadRequest, "invalid argument ttl: should be a positive number of seconds")
 		return 0, false
 	}
 	return time.Duration(n * float64(time.Second)), true

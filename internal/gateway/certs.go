@@ -35,8 +35,8 @@ type sslEntry struct {
 
 func buildCerts(s *Snapshot, errs []BuildError) (*certIndex, []BuildError) {
 	idx := &certIndex{exact: map[string]*sslEntry{}, wild: map[string]*sslEntry{}}
-	for id, v := range s.Objects["ssls"] {
-		ssl, ok := v.(*resource.SSL)
+	for _, id := range sortedIDs(s.Objects["ssls"]) {
+		ssl, ok := s.Objects["ssls"][id].(*resource.SSL)
 		if !ok || ssl.Status == 0 || (ssl.Type != "" && ssl.Type != "server") {
 			continue
 		}
@@ -130,7 +130,13 @@ func (c *certIndex) lookup(sni string) *sslEntry {
 // tlsConfig returns the TLS listener configuration. Each handshake picks
 // the SSL object for its SNI from the current snapshot (certificates,
 // client CA, protocol range); unknown names fail the handshake.
-func tlsConfig(b *Builder, fallbackSNI string, http2 bool) *tls.Config {
+func tlsConfig(b *Builder, fallbackSNI string, http2 bool, protocols string) *tls.Config {
+	// apisix.ssl.ssl_protocols is the listener default; an SSL object's
+	// own ssl_protocols narrows it for its names.
+	def := protocolRange(strings.Fields(protocols))
+	if def[0] == 0 {
+		def = [2]uint16{tls.VersionTLS12, tls.VersionTLS13}
+	}
 	protos := []string{"http/1.1"}
 	if http2 {
 		protos = []string{"h2", "http/1.1"}
@@ -152,7 +158,7 @@ func tlsConfig(b *Builder, fallbackSNI string, http2 bool) *tls.Config {
 			if e == nil {
 				return nil, errNoCert
 			}
-			cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: protos, Certificates: e.certs}
+			cfg := &tls.Config{MinVersion: def[0], MaxVersion: def[1], NextProtos: protos, Certificates: e.certs}
 			if e.versions[0] != 0 {
 				cfg.MinVersion, cfg.MaxVersion = e.versions[0], e.versions[1]
 			}
@@ -172,16 +178,23 @@ func tlsConfig(b *Builder, fallbackSNI string, http2 bool) *tls.Config {
 // object with skip_mtls_uri_regex, and the rule that a verified client
 // certificate binds the request Host to the SNI. It returns false after
 // answering 400.
+//
+// The SSL object is looked up by the request's Host as well as by the
+// handshake's SNI (APISIX looks it up by Host): a client must not handshake
+// under a name that asks for no certificate and then send the Host of one
+// that does.
 func mtlsCheck(data *compiled, c *engine.Ctx) bool {
 	if c.TLS == nil || data == nil {
 		return true
 	}
-	e := data.certs.lookup(c.TLS.ServerName)
+	e := data.certs.lookup(c.Host)
+	if e == nil || e.clientCAs == nil {
+		e = data.certs.lookup(c.TLS.ServerName)
+	}
 	if e == nil || e.clientCAs == nil {
 		return true
 	}
-	verified := len(c.TLS.VerifiedChains) > 0
-	if !verified {
+	if len(c.TLS.VerifiedChains) == 0 {
 		for _, re := range e.skipMTLS {
 			if re.MatchString(c.Path) {
 				return true
@@ -190,7 +203,7 @@ func mtlsCheck(data *compiled, c *engine.Ctx) bool {
 		c.ReplyError(400)
 		return false
 	}
-	if c.TLS.ServerName != "" && !strings.EqualFold(c.Host, c.TLS.ServerName) {
+	if !strings.EqualFold(c.Host, c.TLS.ServerName) {
 		c.ReplyError(400)
 		return false
 	}

@@ -357,9 +357,7 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 		// nginx's error log: what failed upstream, never request secrets.
 		d.logger.Warn("upstream request failed", "route", rt.id, "upstream", c.UpstreamAddr, "status", status, "err", err)
 	}
-	if r != nil && r.Exited() {
-		return
-	}
+	exited := r != nil && r.Exited()
 	var lat time.Duration
 	if timed {
 		lat = time.Since(start)
@@ -367,8 +365,10 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	picked := st.picked[:st.npicked]
 	for i, n := range picked {
 		failed := i < len(picked)-1 || err != nil
+		// Every pick is released (least_conn counts), even when a
+		// before_proxy plugin ended the request.
 		up.bal.Done(n, lat, failed)
-		if up.checker == nil {
+		if up.checker == nil || exited {
 			continue
 		}
 		// Passive health: attempts before the last failed at the
@@ -465,7 +465,8 @@ func (u *upstream) target(c *engine.Ctx, n *balancer.Node) proxy.Target {
 		t.Host = c.RawHost
 	}
 	if tlsScheme {
-		t.SNI = strings.Split(t.Host, ":")[0]
+		// t.SNI stays empty: the forwarder derives it from the Host
+		// (IPv6 literals included).
 		t.TLS = u.tls
 	}
 	return t
@@ -604,6 +605,13 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 				for _, u := range pc.inline {
 					prev[u.hash] = u
 				}
+				// Upstreams plugins chose (traffic-split) are reused by
+				// hash too, so their balancer and health state survive.
+				pc.dynMu.Lock()
+				for _, u := range pc.dyn {
+					prev[u.hash] = u
+				}
+				pc.dynMu.Unlock()
 			}
 		}
 		hc := hc
@@ -770,6 +778,7 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 			if _, kept := out.inline[h]; kept {
 				continue
 			}
+
 			still := false
 			for _, cu := range out.upstreams {
 				if cu.hash == h {
@@ -830,7 +839,13 @@ func (d *compiled) upstreamFor(u *resource.Upstream) (*upstream, error) {
 	if cu := d.dyn[u]; cu != nil {
 		return cu, nil
 	}
-	cu, err := newUpstream(u, d.prevUps, d.hc)
+	// Upstreams chosen by plugins are built lazily, outside the snapshot
+	// build that stops retired health checkers, so they run without
+	// active checks (documented in traffic-split's README); their balancer
+	// state is still reused across snapshots by config hash.
+	hc := d.hc
+	hc.enabled = false
+	cu, err := newUpstream(u, d.prevUps, hc)
 	if err != nil {
 		return nil, err
 	}

@@ -57,3 +57,24 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestConsumerWithMissingGroupFailsClosed: a consumer whose group was
+// force-deleted is not served without the group's plugins (APISIX: 503).
+func TestConsumerWithMissingGroupFailsClosed(t *testing.T) {
+	rec := plugintest.NewRecorder(t)
+	g := plugintest.Start(t, []*plugin.Def{keyauth.Def()}, nil)
+	g.MustAdmin("PUT", "/apisix/admin/consumer_groups/g1", `{"plugins":{}}`)
+	g.MustAdmin("PUT", "/apisix/admin/consumers", `{"username":"jack","group_id":"g1","plugins":{"key-auth":{"key":"k1"}}}`)
+	g.MustAdmin("PUT", "/apisix/admin/routes/1", `{"uri":"/a","plugins":{"key-auth":{}},"upstream":`+rec.Upstream()+`}`)
+	if r := g.Do("GET", "/a", map[string]string{"apikey": "k1"}, ""); r.Status != 200 {
+		t.Fatalf("with its group: %d %s", r.Status, r.Body)
+	}
+	g.MustAdmin("DELETE", "/apisix/admin/consumer_groups/g1?force=true", "")
+	before := rec.Count()
+	if r := g.Do("GET", "/a", map[string]string{"apikey": "k1"}, ""); r.Status != 503 {
+		t.Fatalf("group gone: %d %s", r.Status, r.Body)
+	}
+	if rec.Count() != before {
+		t.Fatal("request reached the upstream without the consumer group's plugins")
+	}
+}

@@ -236,7 +236,7 @@ func Run(ctx context.Context, opt Options) error {
 			}
 		}
 		if cfg.Apisix.SSL.Enable {
-			tc := tlsConfig(builder, cfg.Apisix.SSL.FallbackSNI, cfg.Apisix.EnableHTTP2)
+			tc := tlsConfig(builder, cfg.Apisix.SSL.FallbackSNI, cfg.Apisix.EnableHTTP2, cfg.Apisix.SSL.SSLProtocols)
 			for _, l := range cfg.Apisix.SSL.Listen {
 				if err := listen("https", l.Addr(), tc, false); err != nil {
 					return err

@@ -189,9 +189,15 @@ func (b *pluginBuild) consumers(s *Snapshot) *plugin.Consumers {
 		}
 		pc := &plugin.Consumer{Username: c.Username, GroupID: c.GroupID, Labels: c.Labels}
 		merged := map[string]confRef{}
+		groupMissing := false
 		if c.GroupID != "" {
 			if g, ok := s.Objects["consumer_groups"][c.GroupID].(*resource.ConsumerGroup); ok {
 				withParent(merged, g.Plugins, "/consumer_groups/"+c.GroupID)
+			} else {
+				// APISIX answers 503 for a consumer whose group is gone
+				// rather than running without the group's limits.
+				groupMissing = true
+				b.errs = append(b.errs, BuildError{Key: "/consumers/" + name, Error: "consumer group " + c.GroupID + " not found"})
 			}
 		}
 		own := map[string]confRef{}
@@ -210,6 +216,11 @@ func (b *pluginBuild) consumers(s *Snapshot) *plugin.Consumers {
 			continue
 		}
 		pc.Plugins = es
+		if groupMissing {
+			broken := brokenEntry("/consumers/" + name)
+			broken.FromConsumer = true
+			pc.Plugins = append(pc.Plugins, broken)
+		}
 		if plugin.NewChain(es).HasResponseFilters() {
 			b.consumerFilters = true
 		}

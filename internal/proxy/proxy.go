@@ -109,6 +109,9 @@ const (
 	defaultPoolSize = 320
 	defaultPoolIdle = 60 * time.Second
 	copyBufSize     = 32 << 10
+	// maxTransports bounds the per-(node, TLS identity, pool settings)
+	// transports kept at once.
+	maxTransports = 4096
 	// StatusClientClosed is nginx's 499: the client went away first.
 	StatusClientClosed = 499
 )
@@ -178,6 +181,17 @@ func (f *Forwarder) transport(t *Target, opt *Options) roundTripper {
 	defer f.mu.Unlock()
 	if tr = f.transports[key]; tr != nil {
 		return tr
+	}
+	if len(f.transports) >= maxTransports {
+		// Keys include the SNI, which follows the client's Host with
+		// pass_host=pass, and retired upstreams' settings: past the bound
+		// the idle pools are closed and the map starts over, so memory
+		// stays bounded whatever clients send. In-flight requests keep
+		// their transport until they finish.
+		for _, old := range f.transports {
+			old.CloseIdleConnections()
+		}
+		clear(f.transports)
 	}
 	size := key.size
 	if size <= 0 {
@@ -351,7 +365,8 @@ func (f *Forwarder) Forward(c *engine.Ctx, pick Picker, opt *Options) (int, erro
 }
 
 func (f *Forwarder) replyError(c *engine.Ctx, status int, opt *Options) {
-	if status == StatusClientClosed {
+	// A before_proxy plugin that ended the request has already answered.
+	if status == StatusClientClosed || c.Status != 0 {
 		return
 	}
 	if len(c.UpstreamStatus) > 0 && (status >= 500 || opt.ShowUpstreamStatus) {

@@ -125,3 +125,45 @@ func TestUpstreamHTTPS(t *testing.T) {
 		t.Fatalf("verify=true against a self-signed upstream must fail: %d", r.Status)
 	}
 }
+
+// TestMTLSHostBypass: handshaking under a name that needs no client
+// certificate and then asking for the Host of one that does is refused.
+func TestMTLSHostBypass(t *testing.T) {
+	g, port := tlsGateway(t)
+	ca := newCA(t)
+	certA, keyA := selfSigned(t, "secure.test")
+	certB, keyB := selfSigned(t, "open.test")
+	a, _ := json.Marshal(map[string]any{"cert": certA, "key": keyA, "snis": []string{"secure.test"}, "client": map[string]any{"ca": ca.pem}})
+	b, _ := json.Marshal(map[string]any{"cert": certB, "key": keyB, "snis": []string{"open.test"}})
+	g.admin("PUT", "/apisix/admin/ssls/a", string(a))
+	g.admin("PUT", "/apisix/admin/ssls/b", string(b))
+	up := echoUpstream(t, "m")
+	g.admin("PUT", "/apisix/admin/routes/1", fmt.Sprintf(`{"uri":"/m","upstream":{"nodes":{"%s":1}}}`, hostPort(up)))
+	g.waitRoute("/m", nil)
+	get := func(sni, host string) (int, error) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: sni, InsecureSkipVerify: true}}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d/m", port), nil)
+		req.Host = host
+		r, err := tr.RoundTrip(req)
+		if err != nil {
+			return 0, err
+		}
+		r.Body.Close()
+		return r.StatusCode, nil
+	}
+	var st int
+	for i := 0; i < 50; i++ {
+		if s, err := get("open.test", "open.test"); err == nil && s == 200 {
+			st = s
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st != 200 {
+		t.Fatal("open.test not served")
+	}
+	if s, err := get("open.test", "secure.test"); err != nil || s != 400 {
+		t.Fatalf("SNI open.test with Host secure.test: %d %v, want 400", s, err)
+	}
+}
