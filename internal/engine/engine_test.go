@@ -142,3 +142,21 @@ func BenchmarkVarHeader(b *testing.B) {
 		c.Var("http_x_api_key")
 	}
 }
+
+func TestIsHopByHop(t *testing.T) {
+	for _, k := range hopByHop {
+		if !IsHopByHop(k) {
+			t.Errorf("IsHopByHop(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"Proxy-Foo", "Proxy-"} {
+		if !IsHopByHop(k) {
+			t.Errorf("IsHopByHop(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"Content-Type", "Connectionx", "te", "Host", "X-Proxy-A", ""} {
+		if IsHopByHop(k) {
+			t.Errorf("IsHopByHop(%q) = true", k)
+		}
+	}
+}

@@ -62,7 +62,8 @@ func (h Header) Clone() Header {
 }
 
 // hopByHop lists the connection-level headers a proxy never forwards
-// (RFC 9110 §7.6.1 plus the legacy Keep-Alive and Proxy-Connection).
+// (RFC 9110 §7.6.1 plus the legacy Keep-Alive and Proxy-Connection);
+// IsHopByHop's switch must name the same (TestIsHopByHop).
 var hopByHop = [...]string{
 	"Connection",
 	"Keep-Alive",
@@ -78,10 +79,12 @@ var hopByHop = [...]string{
 // IsHopByHop reports whether the canonical header name k is connection
 // level: one of the fixed hop-by-hop names or any Proxy-* header.
 func IsHopByHop(k string) bool {
-	for _, h := range hopByHop {
-		if k == h {
-			return true
-		}
+	// A switch (length first) instead of a loop over hopByHop: it runs
+	// for every header of every proxied request and response.
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
 	}
 	return strings.HasPrefix(k, "Proxy-")
 }

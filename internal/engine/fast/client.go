@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,7 @@ type Forwarder struct {
 	bufs    sync.Pool // *[]byte of copyBufSize
 	readers sync.Pool
 	writers sync.Pool
+	yield   bool // yield before awaiting a response (Server.yield)
 }
 
 // NewForwarder returns a Forwarder; fallback serves Ctxs from other
@@ -64,7 +66,7 @@ func NewForwarder(logger *slog.Logger, fallback proxy.Forwarding) *Forwarder {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Forwarder{logger: logger, fallback: fallback, pools: map[poolKey]*pool{}}
+	f := &Forwarder{logger: logger, fallback: fallback, pools: map[poolKey]*pool{}, yield: yieldBeforeRead()}
 	f.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	f.readers.New = func() any { return bufio.NewReaderSize(nil, upReadBufSize) }
 	f.writers.New = func() any { return bufio.NewWriterSize(nil, upWriteBufSize) }
@@ -731,6 +733,12 @@ func (r *upReader) Read(p []byte) (int, error) {
 		now = time.Now()
 	} else {
 		r.now = time.Time{}
+		if uc.p.f.yield {
+			// The request was just written: let the other ready
+			// connections run before reading, so the answer is likely
+			// there (no EAGAIN read, no park; see Server.yield).
+			runtime.Gosched()
+		}
 	}
 	if !r.watching && !r.noWatch && r.read > watchDelay {
 		if dl, set := loose(&uc.rdl, now, watchDelay); set {
@@ -839,7 +847,6 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 			return 0, true, errBadResponse
 		}
 		vi := 0
-		var keyBuf [128]byte
 		for {
 			l, n, err := readLine(uc.br, &uc.long, maxRespHead, true, &bare)
 			headBytes += n
@@ -869,13 +876,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 			if !validValue(v) {
 				return 0, true, errBadResponse
 			}
-			var canon []byte
-			if colon <= len(keyBuf) {
-				canon = canonicalKey(keyBuf[:0], l[:colon])
-			} else {
-				canon = canonicalKey(nil, l[:colon])
-			}
-			k := uc.sc.key(vi, canon)
+			k := uc.sc.name(vi, l[:colon])
 			val := uc.sc.val(vi, v)
 			vi++
 			switch k {

@@ -190,16 +190,34 @@ type strCache struct {
 	misc [4]string
 }
 
-func (sc *strCache) key(i int, canon []byte) string {
-	if k, ok := commonKeys[string(canon)]; ok {
-		return k
+// name returns the canonical field name for raw at header position i.
+// A keep-alive peer repeats its header block, so the name remembered at
+// the position is tried first with a plain comparison (it also proves raw
+// already canonical); only a miss canonicalizes and hashes.
+func (sc *strCache) name(i int, raw []byte) string {
+	if i < len(sc.keys) && sc.keys[i] == string(raw) {
+		return sc.keys[i]
 	}
+	var buf [128]byte
+	var canon []byte
+	if len(raw) <= len(buf) {
+		canon = canonicalKey(buf[:0], raw)
+	} else {
+		canon = canonicalKey(nil, raw)
+	}
+	return sc.key(i, canon)
+}
+
+func (sc *strCache) key(i int, canon []byte) string {
 	if i < len(sc.keys) && sc.keys[i] == string(canon) {
 		return sc.keys[i]
 	}
-	s := string(canon)
-	sc.put(&sc.keys, i, s)
-	return s
+	k, ok := commonKeys[string(canon)]
+	if !ok {
+		k = string(canon)
+	}
+	sc.put(&sc.keys, i, k)
+	return k
 }
 
 func (sc *strCache) val(i int, b []byte) string {

@@ -166,30 +166,67 @@ func (w *respWriter) commit(final bool, p []byte) {
 	h := cn.respHdr
 	code := w.status
 	bodyAllowed := !(code >= 100 && code < 200 || code == 204 || code == 304)
-	sniff := p
-	if w.nbuf > 0 {
-		sniff = w.buf[:w.nbuf]
-	}
-	contentType := ""
-	if bodyAllowed {
-		_, haveType := h["Content-Type"]
-		hasCE := len(h["Content-Encoding"]) > 0 && h["Content-Encoding"][0] != ""
-		if !haveType && !hasCE && len(sniff) > 0 {
-			contentType = http.DetectContentType(sniff)
-		}
-	} else {
+	if !bodyAllowed {
 		delete(h, "Content-Length")
-		delete(h, "Transfer-Encoding")
 		if code == 304 {
 			delete(h, "Content-Type")
 		}
 	}
-	tv := h["Trailer"]
-	hasTrailers := len(tv) > 0
-	for k := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			hasTrailers = true
-			break
+	bw := cn.bw
+	if cn.ctx.Proto == "HTTP/1.0" {
+		bw.WriteString("HTTP/1.0 ")
+	} else {
+		bw.WriteString("HTTP/1.1 ")
+	}
+	bw.WriteString(statusLine(code))
+	bw.WriteString("\r\n")
+	// One pass over the map writes the fields and notes what the framing
+	// decisions below need (a map lookup or iteration each costs).
+	var (
+		hasType, hasCE, hasTE, hasDate, hasConn, prefixTrailers bool
+		tv                                                      []string
+	)
+	for k, vv := range h {
+		switch k {
+		case "Transfer-Encoding":
+			hasTE = true
+			continue // the engine frames the body itself
+		case "Content-Type":
+			hasType = true
+		case "Content-Encoding":
+			hasCE = len(vv) > 0 && vv[0] != ""
+		case "Trailer":
+			tv = vv
+		case "Date":
+			hasDate = true
+		case "Connection":
+			hasConn = true
+			for _, v := range vv {
+				if hasToken(v, "close") {
+					w.closeAfter = true
+				}
+			}
+		default:
+			if strings.HasPrefix(k, http.TrailerPrefix) {
+				prefixTrailers = true
+				continue
+			}
+		}
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	if hasTE {
+		delete(h, "Transfer-Encoding")
+	}
+	contentType := ""
+	if bodyAllowed && !hasType && !hasCE {
+		sniff := p
+		if w.nbuf > 0 {
+			sniff = w.buf[:w.nbuf]
+		}
+		if len(sniff) > 0 {
+			contentType = http.DetectContentType(sniff)
 		}
 	}
 	for _, v := range tv {
@@ -201,6 +238,7 @@ func (w *respWriter) commit(final bool, p []byte) {
 			}
 		}
 	}
+	hasTrailers := len(tv) > 0 || prefixTrailers
 	contentLength := ""
 	if !w.noBody || cn.ctx.Method == "HEAD" && w.nbuf > 0 {
 		if w.cl < 0 && final && !hasTrailers && bodyAllowed {
@@ -208,38 +246,19 @@ func (w *respWriter) commit(final bool, p []byte) {
 			contentLength = strconv.Itoa(w.nbuf)
 		}
 	}
-	if w.noBody {
-		// no framing
-	} else if w.cl >= 0 {
-		delete(h, "Transfer-Encoding")
-	} else if cn.ctx.Proto == "HTTP/1.1" {
+	switch {
+	case w.noBody, w.cl >= 0:
+		// no framing, or the declared length
+	case cn.ctx.Proto == "HTTP/1.1":
 		w.chunked = true
-		delete(h, "Transfer-Encoding")
-	} else {
+	default:
 		w.closeAfter = true
-		delete(h, "Transfer-Encoding")
-	}
-	if ch, ok := h["Connection"]; ok {
-		for _, v := range ch {
-			if hasToken(v, "close") {
-				w.closeAfter = true
-			}
-		}
 	}
 	closing := cn.closeAfter || w.closeAfter || cn.s.shutdown.Load()
 	if !closing && !w.noBody && w.cl >= 0 && w.cl != w.written && final {
 		closing = true
 		w.closeAfter = true
 	}
-	bw := cn.bw
-	if cn.ctx.Proto == "HTTP/1.0" {
-		bw.WriteString("HTTP/1.0 ")
-	} else {
-		bw.WriteString("HTTP/1.1 ")
-	}
-	bw.WriteString(statusLine(code))
-	bw.WriteString("\r\n")
-	writeHeaders(bw, h, false)
 	if contentType != "" {
 		bw.WriteString("Content-Type: ")
 		bw.WriteString(contentType)
@@ -250,7 +269,7 @@ func (w *respWriter) commit(final bool, p []byte) {
 		bw.WriteString(contentLength)
 		bw.WriteString("\r\n")
 	}
-	if _, ok := h["Date"]; !ok {
+	if !hasDate {
 		bw.WriteString("Date: ")
 		bw.Write(cn.s.date())
 		bw.WriteString("\r\n")
@@ -258,7 +277,7 @@ func (w *respWriter) commit(final bool, p []byte) {
 	if w.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if _, ok := h["Connection"]; !ok {
+	if !hasConn {
 		if closing {
 			bw.WriteString("Connection: close\r\n")
 			cn.closeAfter = true
