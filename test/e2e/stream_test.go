@@ -77,23 +77,6 @@ func strCount(r io.Reader) (string, error) {
 // Bugs these tests found in the fast engine (internal/engine/fast/client.go,
 // waitReadable and the flushing body loop of roundTripResponse), reported
 // rather than fixed here.
-const (
-	strBugDeadline = "an upstream that answers within 50 ms leaves the 50 ms watch deadline on the upstream socket, " +
-		"so a streamed body whose next chunk comes later is cut (\"malformed chunked encoding\")"
-	strBugWatch = "waitReadable returns at once while only chunk framing (the CRLF after a chunk) is buffered, " +
-		"so the next chunk is awaited without the disconnect watcher and a client that leaves is not noticed"
-)
-
-// strFastKnownBug skips a subtest under the fast engine for one of the
-// bugs above. SLUICE_E2E_KNOWN_BUGS=1 runs it anyway; remove the call
-// once the bug is fixed.
-func strFastKnownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("SLUICE_E2E_ENGINE") == "fast" && os.Getenv("SLUICE_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known fast-engine bug: " + bug)
-	}
-}
-
 // strUpstream is the streaming test origin.
 //
 //	/sse           text/event-stream, events "1".."3" 500 ms apart
@@ -306,7 +289,6 @@ func TestStreamBodies(t *testing.T) {
 		{"chunked download", "/chunks", "text/plain", "part 1"},
 	} {
 		t.Run(c.name+" arrives as written", func(t *testing.T) {
-			strFastKnownBug(t, strBugDeadline)
 			start := time.Now()
 			r, err := client.Get(strURL(g, c.path))
 			if err != nil {
@@ -430,7 +412,6 @@ func TestStreamBodies(t *testing.T) {
 	})
 
 	t.Run("client disconnect cancels the upstream request", func(t *testing.T) {
-		strFastKnownBug(t, strBugDeadline+"; "+strBugWatch)
 		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.httpPort))
 		if err != nil {
 			t.Fatal(err)
