@@ -45,8 +45,23 @@ func freePort(t testing.TB) int {
 
 // Start runs a gateway with exactly the given plugins enabled. mutate, if
 // not nil, may adjust the config (plugin_attr, trusted addresses, ...).
+// Ports are picked free just before use; when another process takes one in
+// the meantime, Start tries again with new ports.
 func Start(t testing.TB, defs []*plugin.Def, mutate func(*config.Config)) *Gateway {
 	t.Helper()
+	for attempt := 0; ; attempt++ {
+		g, err := startOnce(t, defs, mutate)
+		if err == nil {
+			return g
+		}
+		if attempt < 5 && strings.Contains(err.Error(), "address already in use") {
+			continue
+		}
+		t.Fatal(err)
+	}
+}
+
+func startOnce(t testing.TB, defs []*plugin.Def, mutate func(*config.Config)) (*Gateway, error) {
 	cfg := config.Default()
 	ap, hp := freePort(t), freePort(t)
 	cfg.Apisix.NodeListen = []config.Listen{{IP: "127.0.0.1", Port: hp}}
@@ -59,44 +74,48 @@ func Start(t testing.TB, defs []*plugin.Def, mutate func(*config.Config)) *Gatew
 		mutate(cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	var runErr error
+	done := make(chan struct{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	go func() {
-		done <- gateway.Run(ctx, gateway.Options{Config: cfg, Logger: logger, Plugins: defs})
+		runErr = gateway.Run(ctx, gateway.Options{Config: cfg, Logger: logger, Plugins: defs})
+		close(done)
 	}()
 	g := &Gateway{t: t, AdminURL: fmt.Sprintf("http://127.0.0.1:%d", ap), ProxyURL: fmt.Sprintf("http://127.0.0.1:%d", hp)}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway.Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("gateway did not stop")
-		}
-	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		r := g.tryAdmin("GET", "/apisix/admin/routes", "")
 		if r != nil && r.Status == 200 {
 			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", hp)); err == nil {
 				c.Close()
-				return g
+				t.Cleanup(func() {
+					cancel()
+					select {
+					case <-done:
+						if runErr != nil {
+							t.Errorf("gateway.Run: %v", runErr)
+						}
+					case <-time.After(10 * time.Second):
+						t.Errorf("gateway did not stop")
+					}
+				})
+				return g, nil
 			}
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("gateway exited: %v", err)
+		case <-done:
+			cancel()
+			return nil, fmt.Errorf("gateway exited: %v", runErr)
 		default:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("gateway not ready")
-	return nil
+	cancel()
+	<-done
+	return nil, fmt.Errorf("gateway not ready")
 }
 
 type testWriter struct{ t testing.TB }
