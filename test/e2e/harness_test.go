@@ -117,6 +117,23 @@ func newDir(t testing.TB) string {
 // conf/config.yaml) and waits until it is ready.
 func start(t testing.TB, dir string, adminPort, httpPort int, cfg string, env ...string) *gw {
 	t.Helper()
+	for attempt := 0; ; attempt++ {
+		g := launch(t, dir, adminPort, httpPort, cfg, env...)
+		if g.waitReady(attempt < 5) {
+			return g
+		}
+		// Another process took one of the ports between freePort and the
+		// bind: move this gateway's admin and HTTP ports and try again.
+		na, nh := freePort(t), freePort(t)
+		cfg = strings.ReplaceAll(cfg, fmt.Sprintf("port: %d\n", adminPort), fmt.Sprintf("port: %d\n", na))
+		cfg = strings.ReplaceAll(cfg, fmt.Sprintf("port: %d\n", httpPort), fmt.Sprintf("port: %d\n", nh))
+		adminPort, httpPort = na, nh
+	}
+}
+
+// launch starts sluice in dir with cfg written to conf/config.yaml.
+func launch(t testing.TB, dir string, adminPort, httpPort int, cfg string, env ...string) *gw {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, "conf"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +164,6 @@ func start(t testing.TB, dir string, adminPort, httpPort int, cfg string, env ..
 		close(g.done)
 	}()
 	t.Cleanup(func() { g.stop() })
-	g.waitReady()
 	return g
 }
 
@@ -160,12 +176,17 @@ func (g *gw) output() string {
 
 // waitReady polls the readiness contract: the Admin API answers GET
 // /apisix/admin/routes with a valid key and the data-plane port accepts.
-func (g *gw) waitReady() {
+// It reports false, instead of failing, when the process could not bind a
+// port and retryBind is set.
+func (g *gw) waitReady(retryBind bool) bool {
 	g.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-g.done:
+			if retryBind && strings.Contains(g.output(), "address already in use") {
+				return false
+			}
 			g.t.Fatalf("sluice exited early: %v\n%s", g.exitErr, g.output())
 		default:
 		}
@@ -176,12 +197,13 @@ func (g *gw) waitReady() {
 			resp.Body.Close()
 			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.httpPort)); err == nil {
 				c.Close()
-				return
+				return true
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	g.t.Fatalf("sluice not ready in time\n%s", g.output())
+	return false
 }
 
 // stop sends SIGTERM and waits for a clean exit.
