@@ -66,12 +66,33 @@ func (d *differential) run(t *testing.T, in string) {
 	if versionRE.MatchString(in) {
 		return // documented: stricter on HTTP/1.2+
 	}
+	if strings.HasPrefix(in, "OPTIONS * ") && len(fs) < len(ss) &&
+		fmt.Sprint(ss[:len(fs)]) == fmt.Sprint(fs) && isPrefix(uf, us) {
+		// Documented: an OPTIONS * the std engine's framing checks refuse
+		// is answered by net/http and the connection is meant to close;
+		// std still serves requests net/http had already buffered, the
+		// fast engine closes.
+		return
+	}
 	if fmt.Sprint(ss) != fmt.Sprint(fs) {
 		t.Fatalf("input %q\nstatuses std %v fast %v\nstd:\n%.400s\nfast:\n%.400s", in, ss, fs, rs, rf)
 	}
 	if strings.Join(us, "\n---\n") != strings.Join(uf, "\n---\n") {
 		t.Fatalf("input %q\nupstream saw different requests\nstd:\n%s\nfast:\n%s", in, strings.Join(us, "\n---\n"), strings.Join(uf, "\n---\n"))
 	}
+}
+
+// isPrefix reports whether a is a prefix of b.
+func isPrefix(a, b []string) bool {
+	if len(a) > len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // FuzzDifferential sends generated and mutated raw requests through both
