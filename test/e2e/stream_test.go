@@ -311,7 +311,7 @@ func TestStreamBodies(t *testing.T) {
 			if last-first < 800*time.Millisecond {
 				t.Fatalf("first line after %v, last after %v: the body was buffered", first, last)
 			}
-			if first > 700*time.Millisecond {
+			if first > 1500*time.Millisecond {
 				t.Fatalf("first line only after %v", first)
 			}
 		})

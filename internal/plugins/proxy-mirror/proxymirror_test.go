@@ -145,7 +145,10 @@ func TestSlowOrDeadMirrorDoesNotSlowTheMainRequest(t *testing.T) {
 			for i := 0; i < 20; i++ {
 				start := time.Now()
 				resp := g.Do("POST", "/a", nil, "payload")
-				if d := time.Since(start); d > 500*time.Millisecond {
+				// The mirror answers after 10 s (or never): a main request
+				// that waited for it would take that long; the bound leaves
+				// room for a loaded CI machine.
+				if d := time.Since(start); d > 3*time.Second {
 					t.Fatalf("request %d took %v", i, d)
 				}
 				if resp.Status != 200 || resp.Body != "ok" {
@@ -192,7 +195,7 @@ func TestPoolDropsWhenFull(t *testing.T) {
 			accepted++
 		}
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
+	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Submit blocked for %v", d)
 	}
 	m.wait(t)
