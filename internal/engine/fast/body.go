@@ -147,8 +147,11 @@ func (b *body) readChunked(p []byte) (int, error) {
 	return n, err
 }
 
-// chunkSize parses "hex[;ext]CRLF". Extensions are bounded by the line
-// limit and must not hold control bytes.
+// chunkSize parses "hex[;ext]CRLF" as net/http's chunked reader does (and
+// as nginx, extensions are skipped whatever they hold): CRLF required and
+// no other CR, the line under 4 KiB, trailing blanks dropped, then
+// everything from ';' on ignored, leaving 1-16 hex digits (a size past
+// 2^63-1 is refused).
 func (b *body) chunkSize() (int64, error) {
 	var bare bool
 	line, _, err := readLine(b.br, &b.line, 4096, false, &bare)
@@ -158,31 +161,41 @@ func (b *body) chunkSize() (int64, error) {
 		}
 		return 0, errMalformedChunks
 	}
-	var n int64
-	digits := 0
-	i := 0
-	for ; i < len(line); i++ {
-		v, ok := hexVal(line[i])
-		if !ok {
+	if len(line) >= 4096 {
+		return 0, errMalformedChunks
+	}
+	for len(line) > 0 && (line[len(line)-1] == ' ' || line[len(line)-1] == '\t') {
+		line = line[:len(line)-1]
+	}
+	for i, c := range line {
+		if c == '\r' {
+			return 0, errMalformedChunks
+		}
+		if c == ';' {
+			for _, c := range line[i:] {
+				if c == '\r' {
+					return 0, errMalformedChunks
+				}
+			}
+			line = line[:i]
 			break
 		}
-		if digits == 15 {
-			return 0, errMalformedChunks // more than 60 bits
+	}
+	if len(line) == 0 || len(line) > 16 {
+		return 0, errMalformedChunks
+	}
+	var n uint64
+	for _, c := range line {
+		v, ok := hexVal(c)
+		if !ok {
+			return 0, errMalformedChunks
 		}
-		n = n<<4 | int64(v)
-		digits++
+		n = n<<4 | uint64(v)
 	}
-	if digits == 0 {
+	if n > 1<<63-1 {
 		return 0, errMalformedChunks
 	}
-	rest := line[i:]
-	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
-		rest = rest[1:]
-	}
-	if len(rest) > 0 && (rest[0] != ';' || !validValue(rest)) {
-		return 0, errMalformedChunks
-	}
-	return n, nil
+	return int64(n), nil
 }
 
 // readTrailers reads the trailer section after the last chunk into the
