@@ -798,7 +798,15 @@ func (r *upReader) end() {
 func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan *proxy.HeaderPlan,
 	opt *proxy.Options, read time.Duration, now time.Time) (status int, respRead bool, err error) {
 	uc.rd.begin(cn, read, now)
-	defer uc.rd.end()
+	// The reader is detached before the connection can go back to the
+	// pool (where another request may take it at once); the deferred
+	// end covers the paths that close it instead.
+	ended := false
+	defer func() {
+		if !ended {
+			uc.rd.end()
+		}
+	}()
 	var (
 		code         int
 		cl           int64
@@ -922,6 +930,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	if code == 101 {
 		if plan.Upgrade {
 			uc.rd.end()
+			ended = true
 			return f.tunnel(c, cn, uc, code)
 		}
 		return http.StatusBadGateway, true, &attemptError{err: errUnexpected101}
@@ -1031,6 +1040,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 		}
 	}
 	uc.rd.end()
+	ended = true
 	if chunked {
 		for k, vv := range uc.trailer {
 			announcedKey := false

@@ -2,6 +2,7 @@ package fast
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -112,4 +113,48 @@ func TestDisconnectDuringStreamedBody(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("upstream connection not closed after the client left")
 	}
+}
+
+// TestConcurrentPoolReuse hammers one upstream pool from many client
+// connections, so pooled connections change hands between requests at
+// once (run with -race: nothing of a response may touch its upstream
+// connection after putting it back).
+func TestConcurrentPoolReuse(t *testing.T) {
+	up := startUpstream(t, nil)
+	opt := proxy.Options{Timeouts: proxy.Timeouts{Connect: time.Second, Send: time.Second, Read: 2 * time.Second},
+		KeepalivePool: proxy.Pool{Size: 4}}
+	addr := startFast(t, forwardTo(NewForwarder(nil, nil), up.addr(), opt), std.DefaultLimits())
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for i := 0; i < 50; i++ {
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	up.take()
 }
