@@ -185,8 +185,9 @@ type Config struct {
 		ShutdownTimeout time.Duration
 		// LogLevel is debug, info (default), warn or error.
 		LogLevel string
-		// Engine serves HTTP/1.1: "std" (net/http, default) or "fast" (the
-		// raw-socket engine; HTTP/2 still goes to net/http). docs/engine.md.
+		// Engine serves HTTP/1.1: "fast" (the raw-socket engine, default;
+		// HTTP/2 still goes to net/http) or "std" (net/http for HTTP/1.1
+		// too). docs/engine.md.
 		Engine string
 		// Limits are the data plane's request limits (docs/limits.md).
 		Limits Limits
@@ -234,7 +235,7 @@ func Default() *Config {
 	c.Sluice.DataDir = "data"
 	c.Sluice.ShutdownTimeout = 10 * time.Second
 	c.Sluice.LogLevel = "info"
-	c.Sluice.Engine = "std"
+	c.Sluice.Engine = "fast"
 	c.NginxConfig.HTTP.RealIPHeader = "X-Real-IP"
 	c.NginxConfig.HTTP.RealIPFrom = []string{"127.0.0.1", "unix:"}
 	c.NginxConfig.HTTP.RealIPRecursive = "off"
