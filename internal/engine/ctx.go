@@ -233,3 +233,38 @@ func (c *Ctx) RemoteIP() string {
 	}
 	return c.remoteIP
 }
+
+// ClientWatcher is implemented by an engine's EngineData when it notices a
+// client disconnect only while asked to watch (the fast engine reads the
+// client socket from a helper goroutine only then). WatchClient arms the
+// watch, reporting false when it cannot; UnwatchClient disarms it. Both run
+// on the goroutine serving the request.
+type ClientWatcher interface {
+	WatchClient() bool
+	UnwatchClient()
+}
+
+// Wait blocks for d or until the client goes away (Context is done),
+// whichever is first, and reports whether the full d elapsed. Plugins that
+// delay a request (limit-req, limit-conn, fault-injection, mocking) use it
+// so that a client that gives up is never forwarded after its wait.
+func (c *Ctx) Wait(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	if c.Context == nil {
+		time.Sleep(d)
+		return true
+	}
+	if w, ok := c.EngineData.(ClientWatcher); ok && w.WatchClient() {
+		defer w.UnwatchClient()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.Context.Done():
+		return false
+	}
+}

@@ -170,3 +170,11 @@ func (w *watcher) close(cn *conn) {
 		w.running = false
 	}
 }
+
+// WatchClient arms the disconnect watcher for a wait outside the upstream
+// client (engine.Ctx.Wait: limit-req delays, fault-injection); it
+// implements engine.ClientWatcher.
+func (cn *conn) WatchClient() bool { return cn.watch.start(cn) }
+
+// UnwatchClient ends a watch armed by WatchClient.
+func (cn *conn) UnwatchClient() { cn.watch.stop(cn) }

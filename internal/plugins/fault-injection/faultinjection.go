@@ -192,15 +192,9 @@ func New(conf json.RawMessage, _ *plugin.BuildEnv) (any, error) {
 // Rewrite delays first, then aborts, as APISIX does.
 func (p *Plugin) Rewrite(r *plugin.Request) {
 	if p.hasDelay && p.delayIf.hit(r) && p.delay > 0 {
-		t := time.NewTimer(p.delay)
-		if r.Context != nil {
-			select {
-			case <-t.C:
-			case <-r.Context.Done():
-				t.Stop()
-			}
-		} else {
-			<-t.C
+		if !r.Ctx.Wait(p.delay) {
+			r.Exit(499, "") // the client left during the delay
+			return
 		}
 	}
 	if p.abort == nil || !p.abortIf.hit(r) {

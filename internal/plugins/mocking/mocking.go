@@ -140,16 +140,7 @@ func (p *Plugin) Access(r *plugin.Request) {
 		h[hd.name] = append(h[hd.name], vartpl.Resolve(hd.value, r))
 	}
 	if c.Delay > 0 {
-		t := time.NewTimer(time.Duration(c.Delay) * time.Second)
-		if r.Context != nil {
-			select {
-			case <-t.C:
-			case <-r.Context.Done():
-				t.Stop()
-			}
-		} else {
-			<-t.C
-		}
+		r.Ctx.Wait(time.Duration(c.Delay) * time.Second)
 	}
 	r.SetValue(p.key, true)
 	r.Exit(c.ResponseStatus, vartpl.Resolve(body, r))

@@ -135,15 +135,7 @@ func Scope(plugin, parent, confHash string) string {
 // ends with 499 (nginx's "client closed request") instead of going on to
 // the upstream. Delays of limit-req and limit-conn use it.
 func Sleep(r *plugin.Request, d time.Duration) {
-	if r.Context == nil {
-		time.Sleep(d)
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-r.Context.Done():
+	if !r.Ctx.Wait(d) {
 		r.Exit(499, "")
 	}
 }
