@@ -31,6 +31,13 @@ const (
 	upReadBufSize   = 16 << 10
 	upWriteBufSize  = 16 << 10
 	maxRespHead     = 1 << 20 // http.Transport's MaxResponseHeaderBytes in proxy
+	// expectContinueTimeout is how long a request with "Expect:
+	// 100-continue" waits for the upstream's 100 before its body is sent
+	// anyway: proxy's Transport.ExpectContinueTimeout.
+	expectContinueTimeout = time.Second
+	// earlyResponseWait bounds the look for a response the upstream sent
+	// before a request body write failed (within the read timeout).
+	earlyResponseWait = time.Second
 )
 
 var (
@@ -39,7 +46,17 @@ var (
 	errBadResponse   = errors.New("malformed upstream response")
 	errUnexpected101 = errors.New("unexpected 101 from upstream")
 	errInvalidHeader = errors.New("invalid request header field")
+	// errFinalFirst: the upstream answered an "Expect: 100-continue"
+	// request with a final response; the body is not sent.
+	errFinalFirst = errors.New("upstream answered before the request body")
 )
+
+// upWriteError is a failed socket write of the request (head or body):
+// the upstream may have answered and closed, its response still readable.
+type upWriteError struct{ err error }
+
+func (e *upWriteError) Error() string { return e.err.Error() }
+func (e *upWriteError) Unwrap() error { return e.err }
 
 // Forwarder is the fast engine's upstream client: HTTP/1.1 keep-alive
 // pools per (address, TLS), the request written straight from the Ctx
@@ -120,6 +137,9 @@ type upConn struct {
 	rd upReader
 	// rdl and wdl are the deadlines set on nc (deadline.go).
 	rdl, wdl time.Time
+	// noReuse keeps the connection out of the pool after this response:
+	// it came before the request body was (all) sent.
+	noReuse bool
 }
 
 type field struct{ k, v string }
@@ -417,15 +437,36 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 			}
 			return st, err, retry
 		}
-		sent, werr := f.writeRequest(uc, c, t, plan, send, now)
+		sent, werr := f.writeRequest(uc, c, cn, t, plan, send, read, now)
 		var respRead bool
-		if werr == nil {
+		var uwe *upWriteError
+		switch {
+		case werr == nil:
 			var st int
 			st, respRead, err = f.roundTripResponse(c, cn, uc, plan, opt, read, now)
 			if err == nil {
 				return st, nil, false
 			}
-		} else {
+		case werr == errFinalFirst:
+			// A final answer to "Expect: 100-continue": forwarded, the
+			// body never sent (nor read), the connection not reused.
+			uc.noReuse = true
+			var st int
+			st, respRead, err = f.roundTripResponse(c, cn, uc, plan, opt, read, time.Time{})
+			if err == nil {
+				return st, nil, false
+			}
+		case errors.As(werr, &uwe) && cn.cctx.Err() == nil:
+			// The upstream may have answered (413, 401, ...) and closed
+			// before taking the whole request: forward that response if
+			// its head is there, else fail as the write did.
+			if st, ok, got := f.earlyResponse(c, cn, uc, plan, opt, read); ok {
+				return st, nil, false
+			} else if got {
+				respRead = true
+			}
+			err = werr
+		default:
 			err = werr
 		}
 		uc.close()
@@ -460,6 +501,30 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 		}
 		return st, err, retry
 	}
+}
+
+// earlyResponse looks, after a failed request write, for a response the
+// upstream already sent: within earlyResponseWait (and the read timeout)
+// for its first byte, then as any response. ok reports that a response was
+// forwarded (the connection is not reused); got that response bytes
+// arrived even if they did not make a response.
+func (f *Forwarder) earlyResponse(c *engine.Ctx, cn *conn, uc *upConn, plan *proxy.HeaderPlan,
+	opt *proxy.Options, read time.Duration) (status int, ok, got bool) {
+	// The failed write may have left bytes in the writer; nothing more is
+	// written on this connection.
+	uc.rd.begin(cn, min(read, earlyResponseWait), time.Time{})
+	_, err := uc.br.Peek(1)
+	uc.rd.end()
+	if err != nil {
+		return 0, false, false
+	}
+	uc.noReuse = true
+	st, _, err := f.roundTripResponse(c, cn, uc, plan, opt, read, time.Time{})
+	if err != nil {
+		f.logger.Debug("early upstream response unreadable", "err", err)
+		return 0, false, true
+	}
+	return st, true, true
 }
 
 func classify(cn *conn, err error) (int, bool) {
@@ -498,7 +563,13 @@ func validName(k string) bool {
 
 // writeRequest writes the request head and streams the body. sent counts
 // body bytes taken from the client (they cannot be replayed).
-func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, plan *proxy.HeaderPlan, send time.Duration, now time.Time) (int64, error) {
+//
+// A request with a body and "Expect: 100-continue" waits, after its head,
+// for the upstream's answer as http.Transport does (awaitContinue): the
+// body follows a 100 or the timeout; a final response returns
+// errFinalFirst with the body untouched.
+func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, cn *conn, t *proxy.Target, plan *proxy.HeaderPlan,
+	send, read time.Duration, now time.Time) (int64, error) {
 	bw := uc.bw
 	if dl, set := loose(&uc.wdl, now, send); set {
 		_ = uc.nc.SetWriteDeadline(dl)
@@ -620,9 +691,17 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, pla
 	bw.WriteString("\r\n")
 	if cl == 0 {
 		if err := bw.Flush(); err != nil {
-			return 0, err
+			return 0, &upWriteError{err}
 		}
 		return 0, nil
+	}
+	if ev := c.Header["Expect"]; len(ev) > 0 && hasToken(ev[0], "100-continue") {
+		if err := bw.Flush(); err != nil {
+			return 0, &upWriteError{err}
+		}
+		if err := f.awaitContinue(uc, cn, read); err != nil {
+			return 0, err
+		}
 	}
 	buf := *bp
 	chunked := cl < 0
@@ -650,7 +729,7 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, pla
 				return sent, &attemptError{err: errors.New("request body longer than Content-Length"), clientSide: true}
 			}
 			if werr := writeChunk(buf[:n]); werr != nil {
-				return sent, werr
+				return sent, &upWriteError{werr}
 			}
 		}
 		if err == io.EOF {
@@ -673,9 +752,54 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, t *proxy.Target, pla
 		bw.WriteString("\r\n")
 	}
 	if err := bw.Flush(); err != nil {
-		return sent, err
+		return sent, &upWriteError{err}
 	}
 	return sent, nil
+}
+
+// awaitContinue waits up to expectContinueTimeout, after the head of an
+// "Expect: 100-continue" request was flushed, for the upstream's first
+// answer, as http.Transport does: nil after a 100 Continue (other 1xx are
+// skipped and the wait goes on) or when the time is up (the body is sent
+// anyway); errFinalFirst when a final response (or bytes that are no
+// interim head) arrived, which the caller reads and forwards without
+// sending the body; any other error ends the attempt as a failed write.
+// The client's disconnect watch works as for a response.
+func (f *Forwarder) awaitContinue(uc *upConn, cn *conn, read time.Duration) error {
+	end := time.Now().Add(expectContinueTimeout)
+	for interim := 0; ; interim++ {
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
+		}
+		uc.rd.begin(cn, min(left, read), time.Time{})
+		p, err := uc.br.Peek(12) // "HTTP/1.1 100"
+		uc.rd.end()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil
+			}
+			if len(p) == 0 {
+				return &upWriteError{err}
+			}
+			return errFinalFirst // a short answer: roundTripResponse judges it
+		}
+		if string(p[:7]) != "HTTP/1." || p[9] != '1' || string(p[9:12]) == "101" || interim >= 5 {
+			return errFinalFirst
+		}
+		// An interim head: consume it within the read timeout.
+		var h respHead
+		uc.rd.begin(cn, read, time.Time{})
+		err = uc.readHead(&h)
+		uc.rd.end()
+		if err != nil {
+			return err
+		}
+		if h.code == http.StatusContinue {
+			return nil
+		}
+	}
 }
 
 // cleanHost does what http.Transport does to a Host it cannot send as
@@ -807,116 +931,17 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 			uc.rd.end()
 		}
 	}()
-	var (
-		code         int
-		cl           int64
-		chunked      bool
-		closeDelim   bool
-		connClose    bool
-		announced    int // index in uc.fields where announced trailer names start
-		nAnnounced   int
-		ctype        string
-		headBytes    int
-		proto10      bool
-		keepAlive10  bool
-		connListed   []string
-		noBody       bool
-		teSeen       bool
-		clSeen       bool
-		clVal        string
-		informations int
-	)
+	var h respHead
+	informations := 0
 	for {
 		if _, err := uc.br.Peek(1); err != nil {
 			return 0, respRead, err
 		}
 		respRead = true
-		uc.fields = uc.fields[:0]
-		code, cl, chunked, closeDelim, connClose, proto10, keepAlive10 = 0, -1, false, false, false, false, false
-		teSeen, clSeen, clVal, ctype, connListed = false, false, "", "", nil
-		headBytes = 0
-		var bare bool
-		line, n, err := readLine(uc.br, &uc.long, maxRespHead, true, &bare)
-		headBytes += n
-		if err != nil {
-			return 0, true, fmt.Errorf("status line: %w", err)
+		if err := uc.readHead(&h); err != nil {
+			return 0, true, err
 		}
-		if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '0' && line[7] != '1') || line[8] != ' ' {
-			return 0, true, errBadResponse
-		}
-		proto10 = line[7] == '0'
-		for _, d := range line[9:12] {
-			if d < '0' || d > '9' {
-				return 0, true, errBadResponse
-			}
-			code = code*10 + int(d-'0')
-		}
-		if code < 100 || (len(line) > 12 && line[12] != ' ') || !validValue(line[12:]) {
-			return 0, true, errBadResponse
-		}
-		vi := 0
-		for {
-			l, n, err := readLine(uc.br, &uc.long, maxRespHead, true, &bare)
-			headBytes += n
-			if err != nil {
-				return 0, true, fmt.Errorf("response header: %w", err)
-			}
-			if headBytes > maxRespHead {
-				return 0, true, errBadResponse
-			}
-			if len(l) == 0 {
-				break
-			}
-			colon := -1
-			for i, ch := range l {
-				if ch == ':' {
-					colon = i
-					break
-				}
-				if !tokenTable[ch] {
-					break
-				}
-			}
-			if colon <= 0 {
-				return 0, true, errBadResponse
-			}
-			v := trimOWS(l[colon+1:])
-			if !validValue(v) {
-				return 0, true, errBadResponse
-			}
-			k := uc.sc.name(vi, l[:colon])
-			val := uc.sc.val(vi, v)
-			vi++
-			switch k {
-			case "Content-Length":
-				if clSeen && val != clVal {
-					return 0, true, errBadResponse
-				}
-				clSeen, clVal = true, val
-			case "Transfer-Encoding":
-				if teSeen {
-					return 0, true, errBadResponse
-				}
-				teSeen = true
-				if !equalFoldTrim(val, "chunked") {
-					return 0, true, errBadResponse
-				}
-			case "Connection":
-				connListed = append(connListed, val)
-				if listHasToken(val, "close") {
-					connClose = true
-				}
-				if listHasToken(val, "keep-alive") {
-					keepAlive10 = true
-				}
-			case "Content-Type":
-				if ctype == "" {
-					ctype = val
-				}
-			}
-			uc.fields = append(uc.fields, field{k, val})
-		}
-		if code >= 100 && code < 200 && code != 101 {
+		if h.interim() {
 			// Interim responses are not relayed (as with proxy.Forwarder).
 			informations++
 			if informations > 5 {
@@ -926,6 +951,18 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 		}
 		break
 	}
+	var (
+		code       = h.code
+		cl         = int64(-1)
+		chunked    bool
+		closeDelim bool
+		connClose  = h.connClose
+		teSeen     = h.teSeen
+		clSeen     = h.clSeen
+		connListed = h.connListed
+		ctype      = h.ctype
+		noBody     bool
+	)
 	c.UpstreamStatus = append(c.UpstreamStatus, code)
 	if code == 101 {
 		if plan.Upgrade {
@@ -945,7 +982,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 			connClose = true // never reuse a connection that sent both
 		}
 	case clSeen:
-		n, ok := parseContentLength(clVal)
+		n, ok := parseContentLength(h.clVal)
 		if !ok {
 			return 0, true, errBadResponse
 		}
@@ -953,11 +990,9 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	default:
 		closeDelim = true
 	}
-	if proto10 && !keepAlive10 {
+	if h.proto10 && !h.keepAlive10 {
 		connClose = true
 	}
-	_ = announced
-	_ = nAnnounced
 
 	// Headers to the client: end-to-end fields only.
 	dst := c.W.Header()
@@ -1057,7 +1092,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 			}
 		}
 	}
-	if reusable && uc.br.Buffered() == 0 {
+	if reusable && !uc.noReuse && uc.br.Buffered() == 0 {
 		// Bytes beyond the response (a body sent with a HEAD or 204
 		// response, or junk) would be read as the next response:
 		// http.Transport drops such a connection, and so do we.
@@ -1069,6 +1104,113 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 		uc.close()
 	}
 	return code, true, nil
+}
+
+// respHead is what readHead learns from one response head; the fields
+// themselves are in upConn.fields.
+type respHead struct {
+	code        int
+	proto10     bool
+	keepAlive10 bool // Connection lists keep-alive
+	connClose   bool // Connection lists close
+	teSeen      bool
+	clSeen      bool
+	clVal       string
+	ctype       string
+	connListed  []string // the Connection values
+}
+
+// interim reports a 1xx response other than 101: skipped, the final one
+// follows.
+func (h *respHead) interim() bool { return h.code >= 100 && h.code < 200 && h.code != 101 }
+
+// readHead reads one response head (status line and fields, into
+// uc.fields) with the response parser's strict rules.
+func (uc *upConn) readHead(h *respHead) error {
+	*h = respHead{}
+	uc.fields = uc.fields[:0]
+	var bare bool
+	line, headBytes, err := readLine(uc.br, &uc.long, maxRespHead, true, &bare)
+	if err != nil {
+		return fmt.Errorf("status line: %w", err)
+	}
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '0' && line[7] != '1') || line[8] != ' ' {
+		return errBadResponse
+	}
+	h.proto10 = line[7] == '0'
+	code := 0
+	for _, d := range line[9:12] {
+		if d < '0' || d > '9' {
+			return errBadResponse
+		}
+		code = code*10 + int(d-'0')
+	}
+	if code < 100 || (len(line) > 12 && line[12] != ' ') || !validValue(line[12:]) {
+		return errBadResponse
+	}
+	h.code = code
+	vi := 0
+	for {
+		l, n, err := readLine(uc.br, &uc.long, maxRespHead, true, &bare)
+		headBytes += n
+		if err != nil {
+			return fmt.Errorf("response header: %w", err)
+		}
+		if headBytes > maxRespHead {
+			return errBadResponse
+		}
+		if len(l) == 0 {
+			return nil
+		}
+		colon := -1
+		for i, ch := range l {
+			if ch == ':' {
+				colon = i
+				break
+			}
+			if !tokenTable[ch] {
+				break
+			}
+		}
+		if colon <= 0 {
+			return errBadResponse
+		}
+		v := trimOWS(l[colon+1:])
+		if !validValue(v) {
+			return errBadResponse
+		}
+		k := uc.sc.name(vi, l[:colon])
+		val := uc.sc.val(vi, v)
+		vi++
+		switch k {
+		case "Content-Length":
+			if h.clSeen && val != h.clVal {
+				return errBadResponse
+			}
+			h.clSeen, h.clVal = true, val
+		case "Transfer-Encoding":
+			if h.teSeen {
+				return errBadResponse
+			}
+			h.teSeen = true
+			if !equalFoldTrim(val, "chunked") {
+				return errBadResponse
+			}
+		case "Connection":
+			h.connListed = append(h.connListed, val)
+			if listHasToken(val, "close") {
+				h.connClose = true
+			}
+			if listHasToken(val, "keep-alive") {
+				h.keepAlive10 = true
+			}
+		case "Content-Type":
+			if h.ctype == "" {
+				h.ctype = val
+			}
+		}
+		uc.fields = append(uc.fields, field{k, val})
+	}
 }
 
 func (f *Forwarder) abort(c *engine.Ctx, cn *conn, err error) {
