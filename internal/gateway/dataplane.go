@@ -656,7 +656,7 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		var rts []router.Route
+		rts := make([]router.Route, 0, len(ids)) // the router keeps pointers into it: no slack, no regrowth garbage
 		for _, id := range ids {
 			r, ok := s.Objects["routes"][id].(*resource.Route)
 			if !ok || r.Status == 0 {

@@ -65,17 +65,23 @@ type Builder struct {
 	decrypt DecryptFunc
 	current atomic.Pointer[Snapshot]
 
-	// cache keeps decoded objects by key and ModRev so a rebuild decodes
-	// only what changed.
+	// objs holds every stored key with its decoded object. A value is
+	// decoded once per ModRev and its raw bytes are then dropped: with
+	// 10,000 routes, keeping the JSON next to the decoded form would cost
+	// more than the form itself.
 	mu    sync.Mutex
-	raw   map[string]store.KV
-	cache map[string]cached
+	objs  map[string]*stored
 	ready chan struct{}
 	once  sync.Once
 }
 
-type cached struct {
+// stored is one store key as the builder knows it: the raw value until it
+// is decoded, then the decoded object (or the error).
+type stored struct {
 	modRev int64
+	raw    []byte // nil once decoded
+	kind   *resource.Kind
+	id     string
 	obj    any
 	err    error
 }
@@ -83,7 +89,7 @@ type cached struct {
 // NewBuilder returns a builder; call Run to start it.
 func NewBuilder(st store.Store, logger *slog.Logger, compile CompileFunc, decrypt DecryptFunc) *Builder {
 	return &Builder{store: st, logger: logger, compile: compile, decrypt: decrypt,
-		raw: map[string]store.KV{}, cache: map[string]cached{}, ready: make(chan struct{})}
+		objs: map[string]*stored{}, ready: make(chan struct{})}
 }
 
 // Current returns the latest snapshot (never nil after Ready is closed).
@@ -120,12 +126,29 @@ func (b *Builder) relist(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	b.mu.Lock()
-	b.raw = make(map[string]store.KV, len(kvs))
+	objs := make(map[string]*stored, len(kvs))
 	for _, kv := range kvs {
-		b.raw[kv.Key] = kv
+		if e := b.put(kv); e != nil {
+			objs[kv.Key] = e
+		}
 	}
+	b.objs = objs
 	b.mu.Unlock()
 	return rev, nil
+}
+
+// put returns the entry for kv: the known one when its ModRev is
+// unchanged (no new decode), else a fresh one holding the raw value. Keys
+// that are no resource (gen_id) get nil.
+func (b *Builder) put(kv store.KV) *stored {
+	if e := b.objs[kv.Key]; e != nil && e.modRev == kv.ModRev {
+		return e
+	}
+	kind, id, ok := kindOf(kv.Key)
+	if !ok {
+		return nil
+	}
+	return &stored{modRev: kv.ModRev, raw: kv.Value, kind: kind, id: id}
 }
 
 // follow applies watch events until the watch ends.
@@ -183,9 +206,9 @@ func (b *Builder) apply(resp store.WatchResponse) {
 	defer b.mu.Unlock()
 	for _, ev := range resp.Events {
 		if ev.Type == store.EventDelete {
-			delete(b.raw, ev.KV.Key)
-		} else {
-			b.raw[ev.KV.Key] = ev.KV
+			delete(b.objs, ev.KV.Key)
+		} else if e := b.put(ev.KV); e != nil {
+			b.objs[ev.KV.Key] = e
 		}
 	}
 }
@@ -210,46 +233,40 @@ func kindOf(key string) (*resource.Kind, string, bool) {
 	return nil, "", false
 }
 
-// build decodes every object (reusing cached decodes) and publishes a new
+// build decodes every object not decoded yet and publishes a new
 // snapshot.
 func (b *Builder) build(rev int64) {
 	start := time.Now()
 	b.mu.Lock()
 	snap := &Snapshot{Revision: rev, Objects: map[string]map[string]any{}}
-	keys := make([]string, 0, len(b.raw))
-	for k := range b.raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	next := make(map[string]cached, len(keys))
-	for _, key := range keys {
-		kv := b.raw[key]
-		kind, id, ok := kindOf(key)
-		if !ok {
-			continue // gen_id and other non-resource keys
-		}
-		c, hit := b.cache[key]
-		if !hit || c.modRev != kv.ModRev {
-			val := kv.Value
+	// Decode what is new and count per kind, so that each kind's map is
+	// allocated once at its final size: growing maps of 10,000 entries
+	// leaves garbage several times the map's size on every build.
+	counts := map[string]int{}
+	for key, e := range b.objs {
+		if e.obj == nil && e.err == nil {
+			val := e.raw
 			if b.decrypt != nil {
-				val = b.decrypt(kind, val)
+				val = b.decrypt(e.kind, val)
 			}
-			obj, err := resource.Decode(kind, val)
-			c = cached{modRev: kv.ModRev, obj: obj, err: err}
+			e.obj, e.err = resource.Decode(e.kind, val)
+			e.raw = nil
 		}
-		next[key] = c
-		if c.err != nil {
-			snap.Errors = append(snap.Errors, BuildError{Key: key, Error: c.err.Error()})
+		if e.err != nil {
+			snap.Errors = append(snap.Errors, BuildError{Key: key, Error: e.err.Error()})
 			continue
 		}
-		m := snap.Objects[kind.Name]
-		if m == nil {
-			m = map[string]any{}
-			snap.Objects[kind.Name] = m
-		}
-		m[id] = c.obj
+		counts[e.kind.Name]++
 	}
-	b.cache = next
+	sort.Slice(snap.Errors, func(i, j int) bool { return snap.Errors[i].Key < snap.Errors[j].Key })
+	for name, n := range counts {
+		snap.Objects[name] = make(map[string]any, n)
+	}
+	for _, e := range b.objs {
+		if e.err == nil {
+			snap.Objects[e.kind.Name][e.id] = e.obj
+		}
+	}
 	b.mu.Unlock()
 
 	prev := b.current.Load()

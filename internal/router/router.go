@@ -167,17 +167,25 @@ type token struct {
 	idx  int // capture index
 }
 
-// entry is one (route, URI pattern) pair placed in a uriTable.
+// entry is one (route, URI pattern) pair placed in a uriTable. It is kept
+// small (48 bytes) because a table holds one per route and URI: the
+// conditions most routes do not have live behind x.
 type entry struct {
 	route    *Route
 	pattern  string
 	priority int
-	seq      int
+	seq      int32
 	methods  uint16
-	ras      []netip.Prefix
-	hosts    []hostCond // nil in host_uri host buckets: the bucket is the condition
-	toks     []token    // nil when the pattern needs no parameter check
-	names    []string
+	x        *entryExt // nil when the entry has none of its conditions
+}
+
+// entryExt holds an entry's less common conditions. Entries of one route
+// share it when they need no pattern check of their own.
+type entryExt struct {
+	ras   []netip.Prefix
+	hosts []hostCond // nil in host_uri host buckets: the bucket is the condition
+	toks  []token    // nil when the pattern needs no parameter check
+	names []string
 }
 
 var methodBits = map[string]uint16{
@@ -225,11 +233,24 @@ func New(kind string, routes []Route) (*Table, error) {
 	default:
 		return nil, fmt.Errorf("unknown router kind %q", kind)
 	}
-	t := &Table{kind: kind, uri: uriTable{exact: map[string][]*entry{}}}
+	// Size the host-less exact-path map up front: grown step by step it
+	// would leave garbage several times its final size at 10,000 routes.
+	nexact := 0
+	for i := range routes {
+		if kind == KindHostURI && len(routes[i].Hosts) > 0 {
+			continue
+		}
+		for _, uri := range routes[i].URIs {
+			if !strings.ContainsAny(uri, "*:") {
+				nexact++
+			}
+		}
+	}
+	t := &Table{kind: kind, uri: uriTable{exact: make(map[string][]*entry, nexact)}}
 	if kind == KindHostURI {
 		t.exactHosts = map[string]*uriTable{}
 	}
-	seq := 0
+	var seq int32
 	for i := range routes {
 		rt := &routes[i]
 		if len(rt.URIs) == 0 {
@@ -264,8 +285,18 @@ func New(kind string, routes []Route) (*Table, error) {
 			hc.raw = strings.IndexByte(hc.host, ':') >= 0
 			hosts = append(hosts, hc)
 		}
-		for _, uri := range rt.URIs {
-			e := &entry{route: rt, pattern: uri, priority: rt.Priority, seq: seq, methods: mbits, ras: ras}
+		// One allocation for the route's entries.
+		es := make([]entry, len(rt.URIs))
+		var shared *entryExt // conditions common to the route's entries
+		if len(ras) > 0 || (kind != KindHostURI && len(hosts) > 0) {
+			shared = &entryExt{ras: ras}
+			if kind != KindHostURI {
+				shared.hosts = hosts
+			}
+		}
+		for j, uri := range rt.URIs {
+			e := &es[j]
+			*e = entry{route: rt, pattern: uri, priority: rt.Priority, seq: seq, methods: mbits, x: shared}
 			seq++
 			if kind == KindHostURI && len(hosts) > 0 {
 				for _, hc := range hosts {
@@ -273,9 +304,6 @@ func New(kind string, routes []Route) (*Table, error) {
 					ut.add(e, withParams)
 				}
 				continue
-			}
-			if kind != KindHostURI {
-				e.hosts = hosts
 			}
 			t.uri.add(e, withParams)
 		}
@@ -332,7 +360,17 @@ func (u *uriTable) add(e *entry, withParams bool) {
 		u.exact[p] = append(u.exact[p], e)
 		return
 	}
-	e.toks, e.names = compilePattern(p)
+	if e.x == nil || e.x.toks == nil {
+		// Host buckets add the same entry to several tables: compile its
+		// pattern once.
+		if toks, names := compilePattern(p); toks != nil {
+			x := &entryExt{toks: toks, names: names}
+			if e.x != nil {
+				x.ras, x.hosts = e.x.ras, e.x.hosts
+			}
+			e.x = x
+		}
+	}
 	n := u.prefix.node(p[:cut])
 	n.val = append(n.val, e)
 }
@@ -347,6 +385,9 @@ func (u *uriTable) sort() {
 }
 
 func sortEntries(list []*entry) {
+	if len(list) < 2 {
+		return // nearly every exact path: skip the sort's allocations
+	}
 	sort.SliceStable(list, func(i, j int) bool {
 		a, b := list[i], list[j]
 		if a.priority != b.priority {
@@ -509,13 +550,15 @@ func (u *uriTable) match(r *Request, p *Params, mbit uint16) *entry {
 			if !e.conds(r, mbit) {
 				continue
 			}
-			if e.toks != nil {
-				if cap(p.spans) < len(e.names) {
-					p.spans = make([]span, len(e.names))
+			var x *entryExt
+			if e.x != nil && e.x.toks != nil {
+				x = e.x
+				if cap(p.spans) < len(x.names) {
+					p.spans = make([]span, len(x.names))
 				}
-				p.spans = p.spans[:len(e.names)]
+				p.spans = p.spans[:len(x.names)]
 				budget := matchBudget
-				end, ok := matchToks(e.toks, r.Path, 0, p.spans, &budget)
+				end, ok := matchToks(x.toks, r.Path, 0, p.spans, &budget)
 				if !ok || end != len(r.Path) {
 					continue
 				}
@@ -524,8 +567,8 @@ func (u *uriTable) match(r *Request, p *Params, mbit uint16) *entry {
 				continue
 			}
 			p.pattern = e.pattern
-			if e.toks != nil {
-				p.names = e.names
+			if x != nil {
+				p.names = x.names
 			} else {
 				p.spans = p.spans[:0]
 			}
@@ -542,7 +585,11 @@ func (e *entry) conds(r *Request, mbit uint16) bool {
 	if e.methods != 0 && e.methods&mbit == 0 {
 		return false
 	}
-	if ras := e.ras; len(ras) > 0 {
+	x := e.x
+	if x == nil {
+		return true
+	}
+	if ras := x.ras; len(ras) > 0 {
 		a := r.RemoteAddr.Unmap()
 		ok := false
 		for _, pfx := range ras {
@@ -555,7 +602,7 @@ func (e *entry) conds(r *Request, mbit uint16) bool {
 			return false
 		}
 	}
-	if e.hosts != nil && !hostOK(e.hosts, r) {
+	if x.hosts != nil && !hostOK(x.hosts, r) {
 		return false
 	}
 	return true

@@ -34,8 +34,15 @@ type Options struct {
 	// Nil discards them.
 	Logger *slog.Logger
 	// WatchHistory is how many recent events are kept in memory so that a
-	// watcher can resume from an older revision. Default 10000.
+	// watcher can resume from an older revision. Default 1000: the history
+	// only serves a watch that starts behind the store (the snapshot
+	// builder starts from the revision of its List, a few events back at
+	// most); one that is too far behind gets ErrCompacted and re-lists.
 	WatchHistory int
+	// WatchHistoryBytes caps the keys and values the history holds, so a
+	// burst of large objects (certificates) cannot pin megabytes.
+	// Default 1 MiB.
+	WatchHistoryBytes int
 	// WatchBuffer is how many undelivered events a single watcher may have
 	// queued before it is ended with store.ErrCompacted; this bounds memory
 	// and keeps a stalled consumer from holding writers back. Default 10000.
@@ -56,7 +63,10 @@ func (o *Options) setDefaults() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.WatchHistory <= 0 {
-		o.WatchHistory = 10000
+		o.WatchHistory = 1000
+	}
+	if o.WatchHistoryBytes <= 0 {
+		o.WatchHistoryBytes = 1 << 20
 	}
 	if o.WatchBuffer <= 0 {
 		o.WatchBuffer = 10000
@@ -153,7 +163,7 @@ func Open(path string, opts Options) (*Store, error) {
 		writerDone: make(chan struct{}),
 		closing:    make(chan struct{}),
 	}
-	s.hub.init(rev, opts.WatchHistory, opts.WatchBuffer)
+	s.hub.init(rev, opts.WatchHistory, opts.WatchHistoryBytes, opts.WatchBuffer)
 	go s.writer()
 	s.bg.Add(1)
 	go s.reaper()

@@ -17,11 +17,13 @@ type hub struct {
 	// rev is the last published revision.
 	rev int64
 	// start: every event with a revision greater than start is in ring.
-	start    int64
-	ring     []store.Event
-	ringCap  int
-	bufLimit int
-	watchers map[*watcher]struct{}
+	start     int64
+	ring      []store.Event
+	ringBytes int // keys and values held by ring
+	ringCap   int
+	byteCap   int
+	bufLimit  int
+	watchers  map[*watcher]struct{}
 }
 
 type watcher struct {
@@ -31,13 +33,17 @@ type watcher struct {
 	notify   chan struct{} // capacity 1: "pending changed"
 }
 
-func (h *hub) init(rev int64, ringCap, bufLimit int) {
+func (h *hub) init(rev int64, ringCap, byteCap, bufLimit int) {
 	h.rev = rev
 	h.start = rev
 	h.ringCap = ringCap
+	h.byteCap = byteCap
 	h.bufLimit = bufLimit
 	h.watchers = make(map[*watcher]struct{})
 }
+
+// eventBytes is what an event in the history costs beyond its slot.
+func eventBytes(ev store.Event) int { return len(ev.KV.Key) + len(ev.KV.Value) }
 
 func (h *hub) revision() int64 {
 	h.mu.Lock()
@@ -54,17 +60,35 @@ func (h *hub) publish(evs []store.Event, rev int64) {
 	if len(evs) == 0 {
 		return
 	}
+	if len(h.ring)+len(evs) > cap(h.ring) && len(h.ring) > 0 {
+		// Move to a new array with room for ringCap more events rather
+		// than let append grow a slice whose head is sliced off below:
+		// the history then costs at most twice its cap, and a copy
+		// happens once per ringCap events.
+		ring := make([]store.Event, len(h.ring), len(h.ring)+h.ringCap+len(evs))
+		copy(ring, h.ring)
+		h.ring = ring
+	}
 	h.ring = append(h.ring, evs...)
-	if len(h.ring) > h.ringCap {
+	for _, ev := range evs {
+		h.ringBytes += eventBytes(ev)
+	}
+	if len(h.ring) > h.ringCap || h.ringBytes > h.byteCap {
+		cut, bytes := 0, h.ringBytes
+		for cut < len(h.ring) && (len(h.ring)-cut > h.ringCap || bytes > h.byteCap) {
+			bytes -= eventBytes(h.ring[cut])
+			cut++
+		}
 		// Drop whole revisions only, so that start stays exact even when
 		// a range delete put several events at one revision.
-		cut := len(h.ring) - h.ringCap
 		for cut < len(h.ring) && h.ring[cut].KV.ModRev == h.ring[cut-1].KV.ModRev {
+			bytes -= eventBytes(h.ring[cut])
 			cut++
 		}
 		h.start = h.ring[cut-1].KV.ModRev
 		clear(h.ring[:cut])
 		h.ring = h.ring[cut:]
+		h.ringBytes = bytes
 	}
 	for w := range h.watchers {
 		if w.overflow {
