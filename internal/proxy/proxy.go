@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
@@ -136,6 +137,7 @@ type Forwarder struct {
 	mu         sync.RWMutex
 	transports map[transportKey]roundTripper
 	bufs       sync.Pool // *[]byte of copyBufSize
+	attempts   sync.Pool // *attempt
 }
 
 // NewForwarder returns an empty Forwarder.
@@ -145,6 +147,7 @@ func NewForwarder(logger *slog.Logger) *Forwarder {
 	}
 	f := &Forwarder{logger: logger, transports: map[transportKey]roundTripper{}}
 	f.bufs.New = func() any { b := make([]byte, copyBufSize); return &b }
+	f.attempts.New = func() any { return newAttempt() }
 	return f
 }
 
@@ -252,16 +255,86 @@ func (t *Target) sni() string {
 }
 
 // attempt is one try against one node: its context and the watchdog timer
-// that implements the send/read timeouts.
+// that implements the send/read timeouts. Attempts are pooled with their
+// timer, trace hooks and body wrapper bound once, so a try allocates only
+// its context and the outgoing request; reuse rules are on release.
 type attempt struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	timer  *time.Timer
 	send   time.Duration
 	read   time.Duration
+	trace  httptrace.ClientTrace
+	// hooks are trace's functions, bound once; trace is reset from them
+	// per attempt because WithClientTrace composes into it in place.
+	hooks httptrace.ClientTrace
+	body  body
+	// mu guards cancel: the timer's function reads it, try sets it.
+	mu sync.Mutex
+	// wrote is set by the WroteRequest hook: the Transport is done with
+	// the request, its body and the hooks.
+	wrote atomic.Bool
+}
+
+func newAttempt() *attempt {
+	a := &attempt{}
+	// Bound once per pooled attempt: method values allocate.
+	a.hooks.GotConn = a.gotConn
+	a.hooks.WroteRequest = a.wroteRequest
+	return a
+}
+
+func (a *attempt) gotConn(httptrace.GotConnInfo) { a.arm(a.send) }
+
+func (a *attempt) wroteRequest(httptrace.WroteRequestInfo) {
+	a.wrote.Store(true)
+	a.arm(a.read)
+}
+
+// fire is the watchdog: the attempt timed out.
+func (a *attempt) fire() {
+	a.mu.Lock()
+	cancel := a.cancel
+	a.mu.Unlock()
+	if cancel != nil {
+		cancel(errTimeout)
+	}
+}
+
+// start arms the watchdog for a new attempt.
+func (a *attempt) start(ctx context.Context, cancel context.CancelCauseFunc, d time.Duration) {
+	a.mu.Lock()
+	a.ctx, a.cancel = ctx, cancel
+	a.mu.Unlock()
+	a.wrote.Store(false)
+	a.trace = a.hooks
+	if a.timer == nil {
+		a.timer = time.AfterFunc(d, a.fire)
+	} else {
+		a.timer.Reset(d)
+	}
 }
 
 func (a *attempt) arm(d time.Duration) { a.timer.Reset(d) }
+
+// release ends the attempt and reports whether it may be reused: only
+// when its timer was still pending (so its function will not run for
+// this attempt) and the Transport reported the request written (so no
+// hook or body read of this attempt can come late, as when an upstream
+// answers before it read the whole request).
+func (a *attempt) release() bool {
+	stopped := a.timer.Stop()
+	a.mu.Lock()
+	cancel := a.cancel
+	a.ctx, a.cancel = nil, nil
+	a.mu.Unlock()
+	cancel(nil)
+	if !stopped || !a.wrote.Load() {
+		return false
+	}
+	a.body = body{}
+	return true
+}
 
 // body wraps the client body for one attempt: it counts bytes, feeds the
 // send-timeout watchdog and never closes the engine's body, so a second
@@ -382,23 +455,23 @@ func (f *Forwarder) replyError(c *engine.Ctx, status int, opt *Options) {
 func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.Context,
 	rawPath, query string, upgrade, idempotent bool) (int, error, bool) {
 	tr := f.transport(t, opt)
+	h2 := isH2(t.Scheme)
 	ctx, cancel := context.WithCancelCause(parent)
-	a := &attempt{ctx: ctx, cancel: cancel,
-		send: orDefault(opt.Timeouts.Send, defaultTimeout),
-		read: orDefault(opt.Timeouts.Read, defaultTimeout)}
+	a := f.attempts.Get().(*attempt)
+	a.send = orDefault(opt.Timeouts.Send, defaultTimeout)
+	a.read = orDefault(opt.Timeouts.Read, defaultTimeout)
 	// The dial is bounded by the dialer's connect timeout; the watchdog
 	// covers the rest: send timeout once a connection is in hand (and after
 	// every chunk of request body), read timeout once the request is out
 	// and between response reads.
-	a.timer = time.AfterFunc(orDefault(opt.Timeouts.Connect, defaultTimeout)+a.send,
-		func() { cancel(errTimeout) })
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn:      func(httptrace.GotConnInfo) { a.arm(a.send) },
-		WroteRequest: func(httptrace.WroteRequestInfo) { a.arm(a.read) },
-	})
+	a.start(ctx, cancel, orDefault(opt.Timeouts.Connect, defaultTimeout)+a.send)
+	ctx = httptrace.WithClientTrace(ctx, &a.trace)
 	defer func() {
-		a.timer.Stop()
-		cancel(nil)
+		// gRPC attempts stay out of the pool: the h2 transport's body
+		// writer and response body outlive the checks release makes.
+		if a.release() && !h2 {
+			f.attempts.Put(a)
+		}
 	}()
 
 	scheme := "http"
@@ -418,7 +491,8 @@ func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.C
 	var b *body
 	var rb io.ReadCloser
 	if c.Body != nil && c.ContentLength != 0 {
-		b = &body{r: c.Body, a: a}
+		a.body = body{r: c.Body, a: a}
+		b = &a.body
 		rb = b
 	}
 	var r0 http.Request
@@ -441,7 +515,6 @@ func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.C
 	// gRPC streams are full duplex: an HTTP/2 upstream answers while the
 	// request body still flows, so a successful h2 attempt keeps feeding
 	// the body until the response is done (finish below).
-	h2 := isH2(t.Scheme)
 	var sent int64
 	if b != nil && (err != nil || !h2) {
 		sent = b.read()
@@ -592,13 +665,26 @@ func copyResponseHeader(dst engine.Header, src http.Header) {
 	}
 }
 
-func setHeader(h engine.Header, k, v string) {
+// values hands out one-element header value slices from one backing
+// array, so the up to six values forwarding adds cost one allocation.
+type values struct{ buf []string }
+
+func (a *values) one(v string) []string {
+	if len(a.buf) == cap(a.buf) {
+		a.buf = make([]string, 0, 6)
+	}
+	a.buf = append(a.buf, v)
+	n := len(a.buf)
+	return a.buf[n-1 : n : n]
+}
+
+func setHeader(h engine.Header, vals *values, k, v string) {
 	if vv := h[k]; len(vv) > 0 {
 		vv[0] = v
 		h[k] = vv[:1]
 		return
 	}
-	h[k] = []string{v}
+	h[k] = vals.one(v)
 }
 
 // Forwarding is what the gateway needs from a forwarder; the net/http
@@ -705,29 +791,30 @@ func prepareHeaders(c *engine.Ctx, opt *Options) bool {
 			delete(h, k)
 		}
 	}
+	var vals values
 	if p.Upgrade {
 		h["Upgrade"] = upg
-		h["Connection"] = []string{"Upgrade"}
+		h["Connection"] = vals.one("Upgrade")
 	}
 	if p.TETrailers {
-		h["Te"] = []string{"trailers"}
+		h["Te"] = vals.one("trailers")
 	}
 	delete(h, "Forwarded")
 	if len(p.XFFPrior) > 0 {
-		setHeader(h, "X-Forwarded-For", strings.Join(p.XFFPrior, ", ")+", "+p.ClientIP)
+		setHeader(h, &vals, "X-Forwarded-For", strings.Join(p.XFFPrior, ", ")+", "+p.ClientIP)
 	} else {
 		delete(h, "X-Forwarded-For")
-		h["X-Forwarded-For"] = []string{p.ClientIP}
+		h["X-Forwarded-For"] = vals.one(p.ClientIP)
 	}
-	setHeader(h, "X-Real-Ip", p.ClientIP)
+	setHeader(h, &vals, "X-Real-Ip", p.ClientIP)
 	if p.SetProto {
-		setHeader(h, "X-Forwarded-Proto", p.Proto)
+		setHeader(h, &vals, "X-Forwarded-Proto", p.Proto)
 	}
 	if p.SetHost {
-		setHeader(h, "X-Forwarded-Host", p.Host)
+		setHeader(h, &vals, "X-Forwarded-Host", p.Host)
 	}
 	if p.SetPort {
-		setHeader(h, "X-Forwarded-Port", p.Port)
+		setHeader(h, &vals, "X-Forwarded-Port", p.Port)
 	}
 	return p.Upgrade
 }
