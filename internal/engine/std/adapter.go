@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -136,8 +137,82 @@ func (s *Server) reject(w http.ResponseWriter, status int) {
 // fills a pooled Ctx and calls the engine handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 2 {
-		growStack(0)
+		s.serveOnWorker(w, r)
+		return
 	}
+	s.serveRequest(w, r)
+}
+
+// h2WorkerIdle is how long an idle HTTP/2 worker goroutine waits for the
+// next request before it exits.
+const h2WorkerIdle = 10 * time.Second
+
+// h2Job is one HTTP/2 request handed to a worker goroutine; pooled.
+type h2Job struct {
+	w http.ResponseWriter
+	r *http.Request
+	// done carries the worker's recovered panic value, or nil.
+	done chan any
+}
+
+// serveOnWorker serves an HTTP/2 request on a long-lived worker goroutine.
+// net/http runs every stream's handler on a new goroutine whose stack
+// starts at the runtime's running average (4 KiB here); the proxy path is
+// about 7 KiB deep, so every request grew that stack once or twice, each
+// time copying it and re-walking every frame: 7 % of the CPU under h2load
+// (bench profile f), against two goroutine switches for the hand-off.
+// Workers are started on demand, so there are as many as requests in
+// flight at the peak, and exit after h2WorkerIdle without work.
+func (s *Server) serveOnWorker(w http.ResponseWriter, r *http.Request) {
+	j := s.jobs.Get().(*h2Job)
+	j.w, j.r = w, r
+	select {
+	case s.h2jobs <- j:
+	default:
+		go s.h2Worker(j)
+	}
+	p := <-j.done
+	j.w, j.r = nil, nil
+	s.jobs.Put(j)
+	if p != nil {
+		// The worker logged it; end the stream as net/http does for a
+		// panicking handler (RST_STREAM), without a second log.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) h2Worker(j *h2Job) {
+	t := time.NewTimer(h2WorkerIdle)
+	defer t.Stop()
+	for {
+		j.done <- s.runJob(j)
+		select {
+		case j = <-s.h2jobs:
+			t.Reset(h2WorkerIdle)
+		case <-t.C:
+			return
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// runJob serves j and returns what the handler panicked with, if anything.
+func (s *Server) runJob(j *h2Job) (p any) {
+	defer func() {
+		if e := recover(); e != nil {
+			p = e
+			if e != http.ErrAbortHandler {
+				s.logger.Error("panic serving request", "remote", j.r.RemoteAddr, "panic", e, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	s.serveRequest(j.w, j.r)
+	return nil
+}
+
+// serveRequest is ServeHTTP on the goroutine that runs the request.
+func (s *Server) serveRequest(w http.ResponseWriter, r *http.Request) {
 	var sc *sniffConn
 	if r.ProtoMajor == 1 {
 		sc, _ = r.Context().Value(connKey{}).(*sniffConn)
@@ -215,24 +290,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if aborted {
 		panic(http.ErrAbortHandler)
 	}
-}
-
-// stackPad is the frame growStack reserves: with the few frames above it,
-// the stack becomes 16 KiB, which holds the plain proxy path (about 7 KiB
-// deep in net/http's Transport) with room for plugins.
-const stackPad = 8 << 10
-
-// growStack grows the goroutine's stack while it is still shallow.
-// net/http serves every HTTP/2 stream on a new goroutine whose stack
-// starts at the runtime's running average (4 KiB here), and the proxy
-// path outgrew it once or twice per request, each time copying the stack
-// and re-walking every frame on it: 7 % of the CPU under h2load (bench
-// profile f). One growth six frames deep costs a fraction of that.
-//
-//go:noinline
-func growStack(i int) byte {
-	var pad [stackPad]byte
-	return pad[i&(stackPad-1)]
 }
 
 // originForm turns an absolute-form target (http://host/p?q) into its

@@ -84,6 +84,12 @@ type Server struct {
 	srv    *http.Server
 	h2c    bool
 	pool   sync.Pool // *reqState
+	jobs   sync.Pool // *h2Job
+	// h2jobs hands HTTP/2 requests to idle workers (serveOnWorker).
+	h2jobs chan *h2Job
+	// quit ends idle workers at Shutdown.
+	quit     chan struct{}
+	quitOnce sync.Once
 
 	mu  sync.Mutex
 	lns []net.Listener
@@ -101,6 +107,9 @@ func New(h engine.Handler, lim Limits, logger *slog.Logger, opts ...Option) *Ser
 		o(s)
 	}
 	s.pool.New = func() any { return new(reqState) }
+	s.jobs.New = func() any { return &h2Job{done: make(chan any, 1)} }
+	s.h2jobs = make(chan *h2Job)
+	s.quit = make(chan struct{})
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
@@ -168,6 +177,7 @@ func (s *Server) serve(ln net.Listener) error {
 // requests until ctx ends. Hijacked connections (WebSocket tunnels) are not
 // waited for.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.quitOnce.Do(func() { close(s.quit) })
 	if err := s.srv.Shutdown(ctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
