@@ -191,6 +191,8 @@ type Config struct {
 		Engine string
 		// Limits are the data plane's request limits (docs/limits.md).
 		Limits Limits
+		// Memory tunes how the Go runtime holds memory (docs/config.md).
+		Memory Memory
 	}
 
 	// lines maps dotted key paths to the line they were read from, so that
@@ -239,6 +241,7 @@ func Default() *Config {
 	c.NginxConfig.HTTP.RealIPHeader = "X-Real-IP"
 	c.NginxConfig.HTTP.RealIPFrom = []string{"127.0.0.1", "unix:"}
 	c.NginxConfig.HTTP.RealIPRecursive = "off"
+	c.Sluice.Memory = Memory{ReleaseIdle: time.Second}
 	c.Sluice.Limits = Limits{
 		MaxHeaderBytes:       64 << 10,
 		MaxRequestLine:       8 << 10,
@@ -289,4 +292,22 @@ type Limits struct {
 	MaxBodyBytes int
 	// MaxConcurrentStreams caps HTTP/2 streams per connection.
 	MaxConcurrentStreams int
+}
+
+// Memory is sluice.memory. Neither setting makes Sluice's structures
+// smaller; they decide how soon the runtime gives freed memory back.
+type Memory struct {
+	// Limit is a soft limit in bytes on the memory the Go runtime holds
+	// (debug.SetMemoryLimit): near it the garbage collector runs more
+	// often instead of letting the heap grow to twice the live data. 0
+	// (the default) sets none; GOMEMLIMIT in the environment, when set,
+	// wins over this setting. In the file: bytes, or a number with KiB,
+	// MiB or GiB.
+	Limit int64
+	// ReleaseIdle returns freed heap memory to the OS (one collection
+	// plus debug.FreeOSMemory) once configuration changes have paused
+	// this long after a snapshot build, so that the garbage of a burst of
+	// Admin API writes does not stay resident; 0 leaves it to the
+	// runtime's own pace. Default 1s.
+	ReleaseIdle time.Duration
 }

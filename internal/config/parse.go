@@ -349,6 +349,33 @@ func (d *decoder) duration(p string, v *yaml.Node, dst *time.Duration) {
 	d.errorf(v, p, `expected a duration such as "10s" or a number of seconds, got %s`, describe(v))
 }
 
+// size decodes a byte count: an integer, or a number with a KiB, MiB or
+// GiB suffix ("96MiB").
+func (d *decoder) size(p string, v *yaml.Node, dst *int64) {
+	v = resolve(v)
+	if isNull(v) {
+		return
+	}
+	if v.Kind == yaml.ScalarNode {
+		s := strings.TrimSpace(v.Value)
+		mult := int64(1)
+		for _, u := range []struct {
+			suffix string
+			mult   int64
+		}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+			if strings.HasSuffix(s, u.suffix) {
+				s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+				break
+			}
+		}
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n <= math.MaxInt64/mult {
+			*dst = n * mult
+			return
+		}
+	}
+	d.errorf(v, p, `expected a number of bytes or a size such as "96MiB", got %s`, describe(v))
+}
+
 const listenWant = "expected a port number, a {ip, port} map or a list of them"
 
 // listens decodes node_listen / ssl.listen: a port, an {ip, port} map, or a
@@ -636,6 +663,13 @@ func (d *decoder) decodeSluice(c *Config, path string, n *yaml.Node) {
 		"shutdown_timeout": func(p string, v *yaml.Node) { d.duration(p, v, &s.ShutdownTimeout) },
 		"log_level":        func(p string, v *yaml.Node) { d.str(p, v, &s.LogLevel) },
 		"engine":           func(p string, v *yaml.Node) { d.str(p, v, &s.Engine) },
+		"memory": func(p string, v *yaml.Node) {
+			m := &s.Memory
+			d.fields(p, v, map[string]handler{
+				"limit":        func(p string, v *yaml.Node) { d.size(p, v, &m.Limit) },
+				"release_idle": func(p string, v *yaml.Node) { d.duration(p, v, &m.ReleaseIdle) },
+			}, true)
+		},
 		"limits": func(p string, v *yaml.Node) {
 			l := &s.Limits
 			d.fields(p, v, map[string]handler{

@@ -253,6 +253,12 @@ func (v *validator) sluice() {
 	}
 	v.enum("sluice.log_level", s.LogLevel, "debug", "info", "warn", "error")
 	v.enum("sluice.engine", s.Engine, "std", "fast")
+	if s.Memory.Limit < 0 {
+		v.add("sluice.memory.limit", "must not be negative, got %d", s.Memory.Limit)
+	}
+	if s.Memory.ReleaseIdle < 0 {
+		v.add("sluice.memory.release_idle", "must not be negative, got %s", s.Memory.ReleaseIdle)
+	}
 	l := s.Limits
 	for _, f := range []struct {
 		key string

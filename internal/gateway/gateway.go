@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -93,6 +94,14 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	hc := healthEnv{enabled: !cfg.Apisix.DisableUpstreamHealthcheck, ctx: runCtx, logger: log}
 	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP, hc, reg, shared, cfg.PluginAttr), decrypter(keyring, reg))
+	builder.releaseIdle = cfg.Sluice.Memory.ReleaseIdle
+	// sluice.memory.limit: a soft limit for the runtime, unless
+	// GOMEMLIMIT already set one; the previous limit comes back when Run
+	// returns (tests run several gateways in one process).
+	if lim := cfg.Sluice.Memory.Limit; lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		prevLimit := debug.SetMemoryLimit(lim)
+		defer debug.SetMemoryLimit(prevLimit)
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); builder.Run(runCtx) }()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -64,6 +65,13 @@ type Builder struct {
 	compile CompileFunc
 	decrypt DecryptFunc
 	current atomic.Pointer[Snapshot]
+	// releaseIdle, when positive, returns freed heap memory to the OS once
+	// no build has happened for that long (sluice.release_memory_idle):
+	// each build of a large configuration leaves garbage the size of a
+	// snapshot, and after a burst of Admin API writes the runtime would
+	// otherwise keep the heap at the burst's high-water mark until its
+	// periodic collection minutes later.
+	releaseIdle time.Duration
 
 	// objs holds every stored key with its decoded object. A value is
 	// decoded once per ModRev and its raw bytes are then dropped: with
@@ -75,16 +83,22 @@ type Builder struct {
 	once  sync.Once
 }
 
-// stored is one store key as the builder knows it: the raw value until it
-// is decoded, then the decoded object (or the error).
+// stored is one store key as the builder knows it (48 bytes: one per
+// object, so it is kept small).
 type stored struct {
 	modRev int64
-	raw    []byte // nil once decoded
 	kind   *resource.Kind
 	id     string
-	obj    any
-	err    error
+	// obj is the raw value (a rawValue) until the next build decodes it,
+	// then the decoded object or a decodeError.
+	obj any
 }
+
+// rawValue is a stored value not decoded yet.
+type rawValue []byte
+
+// decodeError is the outcome of a value that failed to decode.
+type decodeError struct{ err error }
 
 // NewBuilder returns a builder; call Run to start it.
 func NewBuilder(st store.Store, logger *slog.Logger, compile CompileFunc, decrypt DecryptFunc) *Builder {
@@ -148,7 +162,7 @@ func (b *Builder) put(kv store.KV) *stored {
 	if !ok {
 		return nil
 	}
-	return &stored{modRev: kv.ModRev, raw: kv.Value, kind: kind, id: id}
+	return &stored{modRev: kv.ModRev, kind: kind, id: id, obj: rawValue(kv.Value)}
 }
 
 // follow applies watch events until the watch ends.
@@ -156,12 +170,34 @@ func (b *Builder) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := b.store.Watch(wctx, rev)
+	var settle *time.Timer // armed after each build when releaseIdle is set
+	var settled <-chan time.Time
+	defer func() {
+		if settle != nil {
+			settle.Stop()
+		}
+	}()
 	for {
+		if b.releaseIdle > 0 {
+			if settle == nil {
+				settle = time.NewTimer(b.releaseIdle)
+			} else {
+				settle.Reset(b.releaseIdle)
+			}
+			settled = settle.C
+		}
 		var resp store.WatchResponse
 		var ok bool
+	wait:
 		select {
 		case <-ctx.Done():
 			return
+		case <-settled:
+			// The configuration has been quiet for releaseIdle since
+			// the last build: collect and hand the burst's garbage back.
+			settled = nil
+			debug.FreeOSMemory()
+			goto wait
 		case resp, ok = <-ch:
 		}
 		if !ok {
@@ -244,16 +280,20 @@ func (b *Builder) build(rev int64) {
 	// leaves garbage several times the map's size on every build.
 	counts := map[string]int{}
 	for key, e := range b.objs {
-		if e.obj == nil && e.err == nil {
-			val := e.raw
+		if raw, ok := e.obj.(rawValue); ok {
+			val := []byte(raw)
 			if b.decrypt != nil {
 				val = b.decrypt(e.kind, val)
 			}
-			e.obj, e.err = resource.Decode(e.kind, val)
-			e.raw = nil
+			obj, err := resource.Decode(e.kind, val)
+			if err != nil {
+				e.obj = decodeError{err}
+			} else {
+				e.obj = obj
+			}
 		}
-		if e.err != nil {
-			snap.Errors = append(snap.Errors, BuildError{Key: key, Error: e.err.Error()})
+		if de, ok := e.obj.(decodeError); ok {
+			snap.Errors = append(snap.Errors, BuildError{Key: key, Error: de.err.Error()})
 			continue
 		}
 		counts[e.kind.Name]++
@@ -263,7 +303,7 @@ func (b *Builder) build(rev int64) {
 		snap.Objects[name] = make(map[string]any, n)
 	}
 	for _, e := range b.objs {
-		if e.err == nil {
+		if _, failed := e.obj.(decodeError); !failed {
 			snap.Objects[e.kind.Name][e.id] = e.obj
 		}
 	}

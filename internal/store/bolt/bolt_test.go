@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -387,4 +388,38 @@ func TestCloseWaitsForWrites(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes acknowledged before Close", len(acked))
+}
+
+// The history is bounded by bytes as well as by events, so a burst of
+// large values (certificates) cannot pin them in memory.
+func TestWatchHistoryBytes(t *testing.T) {
+	s := openT(t, filepath.Join(t.TempDir(), "sluice.db"), Options{WatchHistory: 1000, WatchHistoryBytes: 10 << 10})
+	ctx := context.Background()
+	val := bytes.Repeat([]byte("x"), 1000)
+	for i := range 30 {
+		if _, _, err := s.Put(ctx, fmt.Sprintf("/k/%d", i), val, store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev, _ := s.Revision(ctx)
+	tests := []struct {
+		from      int64
+		compacted bool
+	}{
+		{rev - 20, true}, // 20 values of 1000 bytes exceed 10 KiB
+		{rev - 9, false},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(rev-tc.from), func(t *testing.T) {
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			resp := <-s.Watch(wctx, tc.from)
+			if got := errors.Is(resp.Err, store.ErrCompacted); got != tc.compacted {
+				t.Fatalf("compacted = %v (%+v), want %v", got, resp.Err, tc.compacted)
+			}
+			if !tc.compacted && (len(resp.Events) != int(rev-tc.from) || resp.Events[0].KV.ModRev != tc.from+1) {
+				t.Fatalf("got %d events", len(resp.Events))
+			}
+		})
+	}
 }
