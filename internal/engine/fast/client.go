@@ -439,7 +439,6 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 		}
 		sent, werr := f.writeRequest(uc, c, cn, t, plan, send, read, now)
 		var respRead bool
-		var uwe *upWriteError
 		switch {
 		case werr == nil:
 			var st int
@@ -456,7 +455,7 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 			if err == nil {
 				return st, nil, false
 			}
-		case errors.As(werr, &uwe) && cn.cctx.Err() == nil:
+		case isWriteFailure(werr) && cn.cctx.Err() == nil:
 			// The upstream may have answered (413, 401, ...) and closed
 			// before taking the whole request: forward that response if
 			// its head is there, else fail as the write did.
@@ -501,6 +500,13 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 		}
 		return st, err, retry
 	}
+}
+
+// isWriteFailure reports a failed socket write of the request (a type
+// assertion: errors.As would move its target to the heap on every call).
+func isWriteFailure(err error) bool {
+	_, ok := err.(*upWriteError)
+	return ok
 }
 
 // earlyResponse looks, after a failed request write, for a response the

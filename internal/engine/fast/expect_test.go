@@ -248,6 +248,40 @@ func TestExpectContinue(t *testing.T) {
 		}
 	})
 
+	t.Run("no 100 from upstream, eager client", func(t *testing.T) {
+		// The body arrives while the proxy waits for the upstream (and
+		// may be read by the fast engine's disconnect watch meanwhile).
+		for _, e := range startEnginePair(t, 2*time.Second, func(o *scriptOrigin, c net.Conn, br *bufio.Reader, req *http.Request) {
+			echo(o, c, req)
+		}) {
+			t.Run(e.name, func(t *testing.T) {
+				c, err := net.Dial("tcp", e.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				io.WriteString(c, expectHead)
+				time.Sleep(300 * time.Millisecond)
+				io.WriteString(c, "hello")
+				st, _, err := readFull(br, "POST")
+				if err != nil || st != 100 {
+					t.Fatalf("first response %d, %v; want 100", st, err)
+				}
+				st, body, err := readFull(br, "POST")
+				if err != nil || st != 200 || body != "hello" {
+					t.Fatalf("got %d %q, %v; want 200 hello", st, body, err)
+				}
+				// The connection goes on.
+				io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+				if st, _, err := readFull(br, "GET"); err != nil || st != 200 {
+					t.Fatalf("next request: %d, %v", st, err)
+				}
+			})
+		}
+	})
+
 	t.Run("other 1xx then 100", func(t *testing.T) {
 		for _, e := range startEnginePair(t, 2*time.Second, func(o *scriptOrigin, c net.Conn, br *bufio.Reader, req *http.Request) {
 			io.WriteString(c, "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n")
