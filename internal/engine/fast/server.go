@@ -46,17 +46,6 @@ type Server struct {
 	readers sync.Pool
 	writers sync.Pool
 	dates   dateCache
-	// yield: before a read that would most likely find nothing yet (the
-	// next request right after a response, the upstream's answer right
-	// after the request), let the other ready goroutines run first. With
-	// one P and many busy connections the bytes have usually arrived by
-	// then, which saves the EAGAIN read, the park and the netpoll wake-up:
-	// pinned to one core, strace shows ~1.9 EAGAIN reads per proxied
-	// request without it and ~0 with it, and requests per CPU-second rise
-	// by 10-17 % (docs/engine.md). Only with GOMAXPROCS 1 (a pinned
-	// worker): with more Ps, Gosched goes through the global run queue
-	// and that has not been measured.
-	yield bool
 
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
@@ -73,14 +62,14 @@ func New(h engine.Handler, lim std.Limits, logger *slog.Logger, h2 *std.Server) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{h: h, lim: lim, logger: logger, h2: h2,
-		lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, yield: yieldBeforeRead()}
+		lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, readBufSize) }
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, writeBufSize) }
 	return s
 }
 
-// yieldBeforeRead reports whether to yield before likely-empty reads
-// (Server.yield): only with a single P.
+// yieldBeforeRead reports whether the upstream client yields before
+// awaiting a response (Forwarder.yield): only with a single P.
 func yieldBeforeRead() bool { return runtime.GOMAXPROCS(0) == 1 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -288,9 +277,13 @@ func (cn *conn) waitRequest(first bool) bool {
 		default:
 			cn.setReadDeadline(time.Time{})
 		}
-		if cn.s.yield {
-			runtime.Gosched()
-		}
+		// No yield here (unlike the upstream client, see
+		// Forwarder.yield): a connection that yields before its next
+		// request mostly finds it and never parks, so the run queue
+		// never drains, the netpoller is consulted only by sysmon
+		// every 10 ms, and parked connections wait: p99 at 50
+		// connections was 3-4x nginx's with this yield and 1.2-1.9x
+		// without, at the same requests per CPU-second (docs/engine.md).
 		if _, err := cn.br.Peek(1); err != nil {
 			return false
 		}
