@@ -255,6 +255,12 @@ func (w *respWriter) commit(final bool, p []byte) {
 		w.closeAfter = true
 	}
 	closing := cn.closeAfter || w.closeAfter || cn.s.shutdown.Load()
+	if !closing && cn.expect100 && !cn.sent100 && cn.ctx.ContentLength != 0 && !cn.body.done {
+		// A final answer to an unanswered 100-continue: the client may
+		// or may not send the body now, so the connection cannot be
+		// reused (drainBody closes it); say so, as net/http does.
+		closing = true
+	}
 	if !closing && !w.noBody && w.cl >= 0 && w.cl != w.written && final {
 		closing = true
 		w.closeAfter = true
