@@ -172,7 +172,7 @@ func (f *Forwarder) transport(t *Target, opt *Options) roundTripper {
 		size: opt.KeepalivePool.Size, idle: opt.KeepalivePool.IdleTimeout,
 		connect: opt.Timeouts.Connect}
 	if isTLS(t.Scheme) {
-		key.sni = t.sni()
+		key.sni = t.ServerName()
 	}
 	f.mu.RLock()
 	tr := f.transports[key]
@@ -196,23 +196,12 @@ func (f *Forwarder) transport(t *Target, opt *Options) roundTripper {
 		}
 		clear(f.transports)
 	}
-	size := key.size
-	if size <= 0 {
-		size = defaultPoolSize
-	}
-	connect := orDefault(key.connect, defaultTimeout)
+	pool := Pool{Size: key.size, IdleTimeout: key.idle}.WithDefaults()
+	connect := Timeouts{Connect: key.connect}.WithDefaults().Connect
 	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
 	var cfg *tls.Config
 	if isTLS(t.Scheme) {
-		if t.TLS != nil {
-			cfg = t.TLS.Clone()
-		} else {
-			// APISIX does not verify upstream certificates by default.
-			cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX default
-		}
-		if cfg.ServerName == "" {
-			cfg.ServerName = key.sni
-		}
+		cfg = t.ClientTLS(key.sni)
 	}
 	if isH2(t.Scheme) {
 		tr = newH2Transport(key, dialer, cfg)
@@ -224,8 +213,8 @@ func (f *Forwarder) transport(t *Target, opt *Options) roundTripper {
 		DialContext: dialer.DialContext,
 		// Go's default of 2 idle connections per host turns every burst
 		// into new dials (DESIGN §4).
-		MaxIdleConnsPerHost:   size,
-		IdleConnTimeout:       orDefault(key.idle, defaultPoolIdle),
+		MaxIdleConnsPerHost:   pool.Size,
+		IdleConnTimeout:       pool.IdleTimeout,
 		TLSHandshakeTimeout:   connect,
 		ExpectContinueTimeout: time.Second,
 		// The client's Accept-Encoding and the upstream's encoding pass
@@ -238,20 +227,6 @@ func (f *Forwarder) transport(t *Target, opt *Options) roundTripper {
 	h1.TLSClientConfig = cfg
 	f.transports[key] = h1
 	return h1
-}
-
-func (t *Target) sni() string {
-	if t.SNI != "" {
-		return t.SNI
-	}
-	h := t.Host
-	if h == "" {
-		h = t.Addr
-	}
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
-	}
-	return h
 }
 
 // attempt is one try against one node: its context and the watchdog timer
@@ -395,58 +370,24 @@ func (f *Forwarder) Forward(c *engine.Ctx, pick Picker, opt *Options) (int, erro
 	if parent == nil {
 		parent = context.Background()
 	}
-	var (
-		start   time.Time
-		lastErr error
-		status  int
-	)
-	idempotent := isIdempotent(c.Method)
-	for n := 0; ; n++ {
-		if n > opt.Retries && n > 0 {
-			break
-		}
-		if n > 0 && opt.RetryTimeout > 0 && time.Since(start) > opt.RetryTimeout {
-			break
-		}
-		t, ok := pick(n)
+	idempotent := IsIdempotent(c.Method)
+	r := Retry{Options: opt}
+	for {
+		t, ok := r.Next(pick)
 		if !ok {
-			if n == 0 {
-				status, lastErr = http.StatusServiceUnavailable, errNoTarget
-			}
 			break
-		}
-		if n == 0 {
-			start = time.Now()
 		}
 		c.UpstreamAddr = t.Addr
 		st, err, retry := f.try(c, &t, opt, parent, rawPath, query, upgrade, idempotent)
 		if err == nil {
 			return st, nil
 		}
-		lastErr, status = err, st
-		if st == StatusClientClosed {
-			return st, err
-		}
-		if !retry {
-			f.replyError(c, st, opt)
-			return st, err
+		if !r.Failed(st, err, retry) {
+			break
 		}
 		f.logger.Debug("upstream attempt failed", "addr", t.Addr, "status", st, "err", err)
 	}
-	f.replyError(c, status, opt)
-	return status, lastErr
-}
-
-func (f *Forwarder) replyError(c *engine.Ctx, status int, opt *Options) {
-	// A before_proxy plugin that ended the request has already answered.
-	if status == StatusClientClosed || c.Status != 0 {
-		return
-	}
-	if len(c.UpstreamStatus) > 0 && (status >= 500 || opt.ShowUpstreamStatus) {
-		c.W.Header()["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
-	}
-	c.W.Header()["Server"] = serverHeader
-	c.ReplyError(status)
+	return r.Reply(c)
 }
 
 // try makes one attempt. On success it has written the response and
@@ -458,13 +399,13 @@ func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.C
 	h2 := isH2(t.Scheme)
 	ctx, cancel := context.WithCancelCause(parent)
 	a := f.attempts.Get().(*attempt)
-	a.send = orDefault(opt.Timeouts.Send, defaultTimeout)
-	a.read = orDefault(opt.Timeouts.Read, defaultTimeout)
+	to := opt.Timeouts.WithDefaults()
+	a.send, a.read = to.Send, to.Read
 	// The dial is bounded by the dialer's connect timeout; the watchdog
 	// covers the rest: send timeout once a connection is in hand (and after
 	// every chunk of request body), read timeout once the request is out
 	// and between response reads.
-	a.start(ctx, cancel, orDefault(opt.Timeouts.Connect, defaultTimeout)+a.send)
+	a.start(ctx, cancel, to.Connect+a.send)
 	ctx = httptrace.WithClientTrace(ctx, &a.trace)
 	defer func() {
 		// gRPC attempts stay out of the pool: the h2 transport's body
@@ -520,21 +461,7 @@ func (f *Forwarder) try(c *engine.Ctx, t *Target, opt *Options, parent context.C
 		sent = b.read()
 	}
 	if err != nil {
-		st, retry := classify(ctx, parent, err)
-		if st != StatusClientClosed {
-			c.UpstreamStatus = append(c.UpstreamStatus, st)
-		}
-		if st == http.StatusRequestEntityTooLarge {
-			retry = false
-		}
-		// Body bytes consumed cannot be replayed; a non-idempotent request
-		// that reached the upstream must not be repeated (nginx).
-		if retry && sent > 0 {
-			retry = false
-		}
-		if retry && !idempotent && !isDialError(err) {
-			retry = false
-		}
+		st, retry := AttemptFailed(c, err, clientGone(parent), timedOut(ctx), sent, idempotent)
 		return st, err, retry
 	}
 	c.UpstreamStatus = append(c.UpstreamStatus, resp.StatusCode)
@@ -565,10 +492,7 @@ func (f *Forwarder) copyResponse(c *engine.Ctx, resp *http.Response, a *attempt,
 		}
 		dst["Trailer"] = []string{strings.Join(announced, ", ")}
 	}
-	if resp.StatusCode >= 500 || opt.ShowUpstreamStatus {
-		dst["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
-	}
-	dst["Server"] = serverHeader
+	SetResponseHeaders(dst, c, resp.StatusCode, opt)
 	c.W.WriteHeader(resp.StatusCode)
 
 	// Stream unknown-length and event-stream bodies: flush after each read
@@ -597,7 +521,7 @@ func (f *Forwarder) copyResponse(c *engine.Ctx, resp *http.Response, a *attempt,
 			if ab, ok := c.W.(engine.Aborter); ok {
 				ab.Abort()
 			}
-			st, _ := classify(a.ctx, c.Context, rerr)
+			st, _ := Classify(clientGone(c.Context), timedOut(a.ctx), rerr)
 			f.logger.Debug("upstream body read failed", "status", st, "err", rerr)
 			return resp.StatusCode, nil, false
 		}
@@ -613,36 +537,16 @@ func (f *Forwarder) copyResponse(c *engine.Ctx, resp *http.Response, a *attempt,
 	return resp.StatusCode, nil, false
 }
 
-// classify maps an upstream error to the status nginx would answer and
-// whether it is the kind proxy_next_upstream error/timeout retries.
-func classify(ctx, parent context.Context, err error) (int, bool) {
-	if parent != nil && parent.Err() != nil {
-		return StatusClientClosed, false
-	}
-	if errors.Is(err, engine.ErrBodyTooLarge) {
-		return http.StatusRequestEntityTooLarge, false
-	}
-	if errors.Is(context.Cause(ctx), errTimeout) {
-		return http.StatusGatewayTimeout, true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return http.StatusGatewayTimeout, true
-	}
-	return http.StatusBadGateway, true
+// clientGone reports whether the request's context (the client) is done,
+// for Classify.
+func clientGone(parent context.Context) bool {
+	return parent != nil && parent.Err() != nil
 }
 
-func isDialError(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
-}
-
-func isIdempotent(m string) bool {
-	switch m {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
+// timedOut reports whether the attempt's watchdog cancelled ctx, for
+// Classify.
+func timedOut(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errTimeout)
 }
 
 // copyResponseHeader moves the upstream's end-to-end headers into dst,

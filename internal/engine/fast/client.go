@@ -24,13 +24,10 @@ import (
 )
 
 const (
-	defaultTimeout  = 60 * time.Second
-	defaultPoolSize = 320
-	defaultPoolIdle = 60 * time.Second
-	copyBufSize     = 32 << 10
-	upReadBufSize   = 16 << 10
-	upWriteBufSize  = 16 << 10
-	maxRespHead     = 1 << 20 // http.Transport's MaxResponseHeaderBytes in proxy
+	copyBufSize    = 32 << 10
+	upReadBufSize  = 16 << 10
+	upWriteBufSize = 16 << 10
+	maxRespHead    = 1 << 20 // http.Transport's MaxResponseHeaderBytes in proxy
 	// expectContinueTimeout is how long a request with "Expect:
 	// 100-continue" waits for the upstream's 100 before its body is sent
 	// anyway: proxy's Transport.ExpectContinueTimeout.
@@ -41,8 +38,6 @@ const (
 )
 
 var (
-	errNoTarget      = errors.New("no upstream node available")
-	errTimeout       = errors.New("upstream timed out")
 	errBadResponse   = errors.New("malformed upstream response")
 	errUnexpected101 = errors.New("unexpected 101 from upstream")
 	errInvalidHeader = errors.New("invalid request header field")
@@ -152,33 +147,12 @@ type upConn struct {
 
 type field struct{ k, v string }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
-func sniOf(t *proxy.Target) string {
-	if t.SNI != "" {
-		return t.SNI
-	}
-	h := t.Host
-	if h == "" {
-		h = t.Addr
-	}
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
-	}
-	return h
-}
-
 func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options) *pool {
 	key := poolKey{https: t.Scheme == "https", addr: t.Addr, tls: t.TLS,
 		size: opt.KeepalivePool.Size, idle: opt.KeepalivePool.IdleTimeout,
 		connect: opt.Timeouts.Connect}
 	if key.https {
-		key.sni = sniOf(t)
+		key.sni = t.ServerName()
 	}
 	f.mu.RLock()
 	p := f.pools[key]
@@ -191,21 +165,11 @@ func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options) *pool {
 	if p = f.pools[key]; p != nil {
 		return p
 	}
-	p = &pool{f: f, key: key, size: key.size, idle: orDefault(key.idle, defaultPoolIdle),
-		connect: orDefault(key.connect, defaultTimeout)}
-	if p.size <= 0 {
-		p.size = defaultPoolSize
-	}
+	ps := proxy.Pool{Size: key.size, IdleTimeout: key.idle}.WithDefaults()
+	p = &pool{f: f, key: key, size: ps.Size, idle: ps.IdleTimeout,
+		connect: proxy.Timeouts{Connect: key.connect}.WithDefaults().Connect}
 	if key.https {
-		var cfg *tls.Config
-		if t.TLS != nil {
-			cfg = t.TLS.Clone()
-		} else {
-			cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX default: no upstream verification
-		}
-		if cfg.ServerName == "" {
-			cfg.ServerName = key.sni
-		}
+		cfg := t.ClientTLS(key.sni)
 		cfg.NextProtos = []string{"http/1.1"}
 		p.tlsCfg = cfg
 	}
@@ -320,32 +284,16 @@ func (f *Forwarder) Forward(c *engine.Ctx, pick proxy.Picker, opt *proxy.Options
 		c.Header = engine.Header{}
 	}
 	plan := proxy.PlanHeaders(c, opt, cn.clientIP(c))
-	idempotent := isIdempotent(c.Method)
-	var (
-		start   time.Time
-		lastErr error
-		status  int
-	)
-	for n := 0; ; n++ {
-		if n > opt.Retries && n > 0 {
-			break
-		}
-		if n > 0 && opt.RetryTimeout > 0 && time.Since(start) > opt.RetryTimeout {
-			break
-		}
-		t, ok := pick(n)
+	idempotent := proxy.IsIdempotent(c.Method)
+	r := proxy.Retry{Options: opt}
+	for {
+		t, ok := r.Next(pick)
 		if !ok {
-			if n == 0 {
-				status, lastErr = http.StatusServiceUnavailable, errNoTarget
-			}
 			break
-		}
-		if n == 0 && opt.RetryTimeout > 0 {
-			start = time.Now()
 		}
 		if t.Scheme != "http" && t.Scheme != "https" && f.fallback != nil {
 			// grpc/grpcs speak HTTP/2 upstream: net/http's Transport.
-			base, first := n, t
+			base, first := r.Attempt(), t
 			return f.fallback.Forward(c, func(i int) (proxy.Target, bool) {
 				if i == 0 {
 					return first, true
@@ -358,37 +306,12 @@ func (f *Forwarder) Forward(c *engine.Ctx, pick proxy.Picker, opt *proxy.Options
 		if err == nil {
 			return st, nil
 		}
-		lastErr, status = err, st
-		if st == proxy.StatusClientClosed {
-			return st, err
-		}
-		if !retry {
-			replyError(c, st, opt)
-			return st, err
+		if !r.Failed(st, err, retry) {
+			break
 		}
 		f.logger.Debug("upstream attempt failed", "addr", t.Addr, "status", st, "err", err)
 	}
-	replyError(c, status, opt)
-	return status, lastErr
-}
-
-func replyError(c *engine.Ctx, status int, opt *proxy.Options) {
-	if status == proxy.StatusClientClosed {
-		return
-	}
-	if len(c.UpstreamStatus) > 0 && (status >= 500 || opt.ShowUpstreamStatus) {
-		c.W.Header()["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
-	}
-	c.W.Header()["Server"] = serverHeader
-	c.ReplyError(status)
-}
-
-func isIdempotent(m string) bool {
-	switch m {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
-	}
-	return false
+	return r.Reply(c)
 }
 
 // replayable is net/http's Request.isReplayable for a body-less request:
@@ -420,8 +343,8 @@ func (e *attemptError) Unwrap() error { return e.err }
 func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Options,
 	plan *proxy.HeaderPlan, idempotent bool) (int, error, bool) {
 	p := f.pool(t, opt)
-	send := orDefault(opt.Timeouts.Send, defaultTimeout)
-	read := orDefault(opt.Timeouts.Read, defaultTimeout)
+	to := opt.Timeouts.WithDefaults()
+	send, read := to.Send, to.Read
 	// One clock read serves the pool's idle check and the first
 	// deadlines: the request started a moment ago (plugins aside, and
 	// the deadlines are long).
@@ -439,10 +362,9 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 			uc, reused, err = p.get(c.Context, now)
 		}
 		if err != nil {
-			st, retry := classify(cn, err)
-			if st != proxy.StatusClientClosed {
-				c.UpstreamStatus = append(c.UpstreamStatus, st)
-			}
+			// A failed dial: nothing was sent, so only the client's
+			// departure stops a retry (proxy.AttemptFailed).
+			st, retry := proxy.AttemptFailed(c, err, cn.cctx.Err() != nil, false, 0, idempotent)
 			return st, err, retry
 		}
 		sent, werr := f.writeRequest(uc, c, cn, t, plan, send, read, now)
@@ -496,16 +418,7 @@ func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Opt
 			// on a new connection, as http.Transport does.
 			continue
 		}
-		st, retry := classify(cn, err)
-		if st != proxy.StatusClientClosed {
-			c.UpstreamStatus = append(c.UpstreamStatus, st)
-		}
-		if retry && sent > 0 {
-			retry = false
-		}
-		if retry && !idempotent && !isDialError(err) {
-			retry = false
-		}
+		st, retry := proxy.AttemptFailed(c, err, cn.cctx.Err() != nil, false, sent, idempotent)
 		return st, err, retry
 	}
 }
@@ -539,28 +452,6 @@ func (f *Forwarder) earlyResponse(c *engine.Ctx, cn *conn, uc *upConn, plan *pro
 		return 0, false, true
 	}
 	return st, true, true
-}
-
-func classify(cn *conn, err error) (int, bool) {
-	if cn.cctx.Err() != nil {
-		return proxy.StatusClientClosed, false
-	}
-	if errors.Is(err, engine.ErrBodyTooLarge) {
-		return http.StatusRequestEntityTooLarge, false
-	}
-	if errors.Is(err, errTimeout) {
-		return http.StatusGatewayTimeout, true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return http.StatusGatewayTimeout, true
-	}
-	return http.StatusBadGateway, true
-}
-
-func isDialError(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 func validName(k string) bool {
@@ -1039,10 +930,7 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	if len(trailerNames) > 0 {
 		dst["Trailer"] = []string{strings.Join(trailerNames, ", ")}
 	}
-	if code >= 500 || opt.ShowUpstreamStatus {
-		dst["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
-	}
-	dst["Server"] = serverHeader
+	proxy.SetResponseHeaders(dst, c, code, opt)
 	c.W.WriteHeader(code)
 
 	flush := cl < 0 || strings.HasPrefix(ctype, "text/event-stream")
