@@ -27,6 +27,9 @@ type sslEntry struct {
 	// clientCAs is set when the SSL object asks for client certificates
 	// (ssl.client.ca).
 	clientCAs *x509.CertPool
+	// depth is ssl.client.depth: how many intermediate CA certificates may
+	// stand between the client certificate and a CA of clientCAs.
+	depth int
 	// skipMTLS lists URI regexes that may be served without a verified
 	// client certificate (ssl.client.skip_mtls_uri_regex).
 	skipMTLS []*regexp.Regexp
@@ -53,6 +56,7 @@ func buildCerts(s *Snapshot, errs []BuildError) (*certIndex, []BuildError) {
 				continue
 			}
 			cert.clientCAs = pool
+			cert.depth = cl.Depth
 			bad := false
 			for _, re := range cl.SkipMTLSURIRegex {
 				rx, err := regexp.Compile(re)
@@ -84,6 +88,29 @@ func buildCerts(s *Snapshot, errs []BuildError) (*certIndex, []BuildError) {
 }
 
 var errNoCert = errors.New("no certificate for this server name")
+
+// errChainTooLong fails a handshake whose client certificate needs more
+// intermediate CAs than ssl.client.depth allows.
+var errChainTooLong = errors.New("client certificate chain longer than client.depth allows")
+
+// checkDepth enforces ssl.client.depth on a verified client certificate.
+// APISIX hands depth to OpenSSL's SSL_set_verify_depth (ngx.ssl
+// verify_client), which counts the intermediate CA certificates between the
+// client certificate and the trust anchor: 0 accepts only certificates
+// signed directly by a CA of client.ca, the default 1 one intermediate. Go
+// may find several chains; one within the limit is enough. It runs from
+// VerifyConnection, so resumed sessions are checked too.
+func checkDepth(cs tls.ConnectionState, depth int) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil // no certificate offered: mtlsCheck decides
+	}
+	for _, chain := range cs.VerifiedChains {
+		if max(len(chain)-2, 0) <= depth {
+			return nil
+		}
+	}
+	return errChainTooLong
+}
 
 // protocolRange maps ssl_protocols to a min/max TLS version.
 func protocolRange(ps []string) [2]uint16 {
@@ -165,6 +192,8 @@ func tlsConfig(b *Builder, fallbackSNI string, http2 bool, protocols string) *tl
 			if e.clientCAs != nil {
 				cfg.ClientCAs = e.clientCAs
 				cfg.ClientAuth = tls.RequireAndVerifyClientCert
+				depth := e.depth
+				cfg.VerifyConnection = func(cs tls.ConnectionState) error { return checkDepth(cs, depth) }
 				if len(e.skipMTLS) > 0 {
 					cfg.ClientAuth = tls.VerifyClientCertIfGiven
 				}

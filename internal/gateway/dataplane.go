@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"net/url"
 	"sort"
@@ -529,6 +530,18 @@ func newUpstream(u *resource.Upstream, prev map[string]*upstream, hc healthEnv) 
 	if err != nil {
 		return nil, err
 	}
+	// tls.client_cert_id names an SSL object whose cert and key may change
+	// while the upstream stays the same: the resolved pair is part of the
+	// upstream's identity, so a new certificate gets a new TLS config and
+	// connection pool.
+	var cert, key string
+	if ut := u.TLS; ut != nil {
+		cert, key = ut.ClientCert, ut.ClientKey
+		if ut.ClientCertID != "" && hc.clientCert != nil {
+			cert, key = hc.clientCert(ut.ClientCertID)
+			raw = append(append(append(append(raw, 0), cert...), 0), key...)
+		}
+	}
 	sum := sha256.Sum256(raw)
 	hash := string(sum[:])
 	if p := prev[hash]; p != nil {
@@ -555,10 +568,6 @@ func newUpstream(u *resource.Upstream, prev map[string]*upstream, hc healthEnv) 
 	out := &upstream{hash: hash, cfg: u, bal: bal}
 	if ut := u.TLS; ut != nil {
 		cfg := &tls.Config{InsecureSkipVerify: !ut.Verify} //nolint:gosec // APISIX verifies upstreams only when asked
-		cert, key := ut.ClientCert, ut.ClientKey
-		if ut.ClientCertID != "" && hc.clientCert != nil {
-			cert, key = hc.clientCert(ut.ClientCertID)
-		}
 		if cert != "" {
 			pair, err := tls.X509KeyPair([]byte(cert), []byte(key))
 			if err != nil {
@@ -768,6 +777,9 @@ func compileFunc(routerKind string, hc healthEnv, reg *plugin.Registry, shared *
 		out.router = tbl
 		out.certs, errs = buildCerts(s, errs)
 		out.entries = pb.next
+		// Closable shared plugin values (Redis clients) no entry uses
+		// any more are closed after a grace period.
+		shared.Sweep(maps.Values(pb.next))
 		errs = append(errs, pb.errs...)
 		// Health checkers of upstreams that are gone or changed stop; the
 		// ones reused above keep their state.

@@ -122,11 +122,12 @@ func (b *pluginBuild) entry(name string, c confRef, fromConsumer bool) (*plugin.
 	if def.New == nil {
 		return nil, fmt.Errorf("plugin has no runtime")
 	}
-	inst, err := def.New(body, &plugin.BuildEnv{Parent: c.parent, ConfHash: hash, Shared: b.shared, Attr: b.attrs[name]})
+	scope := b.shared.Scope() // Shared.Sweep keeps what the instance uses
+	inst, err := def.New(body, &plugin.BuildEnv{Parent: c.parent, ConfHash: hash, Shared: scope, Attr: b.attrs[name]})
 	if err != nil {
 		return nil, err
 	}
-	e.Instance = inst
+	e.Instance, e.Shared = inst, scope
 	b.next[cacheKey] = e
 	return e, nil
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sort"
-	"sync"
 )
 
 // SchemaType selects which of a plugin's schemas applies to a config.
@@ -84,25 +83,6 @@ type BuildEnv struct {
 	Shared *Shared
 	// Attr is plugin_attr.<name> from config.yaml.
 	Attr map[string]any
-}
-
-// Shared is long-lived plugin state that survives snapshot swaps, e.g. the
-// counters of limit-count keyed by parent and conf hash.
-type Shared struct {
-	m sync.Map
-}
-
-// LoadOrStore returns the value under key, storing the result of mk if
-// there is none yet.
-func (s *Shared) LoadOrStore(key string, mk func() any) any {
-	if s == nil {
-		return mk()
-	}
-	if v, ok := s.m.Load(key); ok {
-		return v
-	}
-	v, _ := s.m.LoadOrStore(key, mk())
-	return v
 }
 
 // SchemaFor returns the schema document for st, or nil if there is none.

@@ -49,6 +49,10 @@ type Entry struct {
 	Parent string
 	// FromConsumer marks entries merged in from a consumer or its group.
 	FromConsumer bool
+	// Shared is the scope the instance was built with (Shared.Scope): the
+	// shared values it uses stay open while the entry is in a snapshot.
+	// nil when built without shared state.
+	Shared *Shared
 }
 
 // Chain is a compiled, priority-ordered list of plugin instances with the
