@@ -216,29 +216,42 @@ func (b *body) readTrailers() error {
 		if n > 100 {
 			return errMalformedChunks
 		}
-		colon := -1
-		for i, c := range line {
-			if c == ':' {
-				colon = i
-				break
-			}
-			if !tokenTable[c] {
-				return errMalformedChunks
-			}
-		}
-		if colon <= 0 {
-			return errMalformedChunks
-		}
-		v := trimOWS(line[colon+1:])
-		if !validValue(v) {
+		name, v, ok := splitField(line)
+		if !ok {
 			return errMalformedChunks
 		}
 		if b.tr == nil {
 			continue
 		}
-		key := string(canonicalKey(nil, line[:colon]))
+		key := string(canonicalKey(nil, name))
 		b.tr[key] = append(b.tr[key], string(v))
 	}
+}
+
+// splitField splits a header or trailer field line into its name and its
+// value without surrounding white space, with the strict rules both the
+// upstream response reader and the chunked-body trailer reader apply: ok
+// is false when the name is empty or not a token (white space before the
+// colon included) or the value holds bytes a field value may not.
+func splitField(line []byte) (name, value []byte, ok bool) {
+	colon := -1
+	for i, c := range line {
+		if c == ':' {
+			colon = i
+			break
+		}
+		if !tokenTable[c] {
+			return nil, nil, false
+		}
+	}
+	if colon <= 0 {
+		return nil, nil, false
+	}
+	value = trimOWS(line[colon+1:])
+	if !validValue(value) {
+		return nil, nil, false
+	}
+	return line[:colon], value, true
 }
 
 func hexVal(d byte) (byte, bool) {

@@ -1064,24 +1064,11 @@ func (uc *upConn) readHead(h *respHead) error {
 		if len(l) == 0 {
 			return nil
 		}
-		colon := -1
-		for i, ch := range l {
-			if ch == ':' {
-				colon = i
-				break
-			}
-			if !tokenTable[ch] {
-				break
-			}
-		}
-		if colon <= 0 {
+		name, v, ok := splitField(l)
+		if !ok {
 			return errBadResponse
 		}
-		v := trimOWS(l[colon+1:])
-		if !validValue(v) {
-			return errBadResponse
-		}
-		k := uc.sc.name(vi, l[:colon])
+		k := uc.sc.name(vi, name)
 		val := uc.sc.val(vi, v)
 		vi++
 		switch k {
