@@ -198,6 +198,31 @@ type childKey struct {
 	dis                                    *disabled
 }
 
+// label is the value of label l (one of statusLabels or latencyLabels,
+// after the first) for the request k describes; "" for labels Sluice does
+// not fill (the LLM ones).
+func (k *childKey) label(l string) string {
+	switch l {
+	case "route":
+		return k.route
+	case "matched_uri":
+		return k.matchedURI
+	case "matched_host":
+		return k.matchedHost
+	case "service":
+		return k.service
+	case "consumer":
+		return k.consumer
+	case "node":
+		return k.node
+	case "request_type":
+		return "traditional_http"
+	case "response_source":
+		return k.source
+	}
+	return ""
+}
+
 // children are the labelled metrics of one childKey.
 type children struct {
 	status                   prom.Counter
@@ -268,57 +293,21 @@ func (e *Exporter) child(k *childKey) *children {
 	if k.code == 0 {
 		code = ""
 	}
-	d := k.dis
-	blank := func(metric, label, v string) string {
-		if d != nil && d.has(metric, label) {
-			return ""
-		}
-		return v
-	}
-	const rt = "traditional_http"
-	sl := []string{code}
-	for _, l := range statusLabels[1:] {
-		var v string
-		switch l {
-		case "route":
-			v = k.route
-		case "matched_uri":
-			v = k.matchedURI
-		case "matched_host":
-			v = k.matchedHost
-		case "service":
-			v = k.service
-		case "consumer":
-			v = k.consumer
-		case "node":
-			v = k.node
-		case "request_type":
-			v = rt
-		case "response_source":
-			v = k.source
-		}
-		sl = append(sl, blank("http_status", l, v))
-	}
-	lat := func(metric, typ string) []string {
-		out := []string{typ}
-		for _, l := range latencyLabels[1:] {
-			var v string
-			switch l {
-			case "route":
-				v = k.route
-			case "service":
-				v = k.service
-			case "consumer":
-				v = k.consumer
-			case "node":
-				v = k.node
-			case "request_type":
-				v = rt
+	// values lists the label values of one metric: first, then each of
+	// labels after the first (blank where metadata disables it).
+	values := func(metric, first string, labels []string) []string {
+		out := []string{first}
+		for _, l := range labels[1:] {
+			v := k.label(l)
+			if k.dis != nil && k.dis.has(metric, l) {
+				v = ""
 			}
-			out = append(out, blank(metric, l, v))
+			out = append(out, v)
 		}
 		return out
 	}
+	sl := values("http_status", code, statusLabels)
+	lat := func(metric, typ string) []string { return values(metric, typ, latencyLabels) }
 	ch := &children{
 		status:    e.status.WithLabelValues(sl...),
 		latReq:    e.latency.WithLabelValues(lat("http_latency", "request")...),
