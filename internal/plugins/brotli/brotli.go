@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 
 	cbr "github.com/andybalholm/brotli"
 
@@ -65,13 +64,12 @@ type Config struct {
 	Vary bool `json:"vary"`
 }
 
-// Plugin is a built brotli instance.
+// Plugin is a built brotli instance; its BodyFilter (encoding.Compressor)
+// compresses each chunk and flushes it.
 type Plugin struct {
+	*encoding.Compressor
 	cfg   Config
 	match encoding.TypeMatcher
-	// key holds the per-request *encoding.Stream in engine.Ctx.Values.
-	key  string
-	pool *sync.Pool
 }
 
 // New decodes conf with APISIX's defaults and builds the instance.
@@ -92,15 +90,10 @@ func New(conf json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	if c.LGWin != 0 && (c.LGWin < 10 || c.LGWin > 24) {
 		return nil, fmt.Errorf("lgwin must be 0 or between 10 and 24")
 	}
-	p.key = fmt.Sprintf("%s@%p", Name, p)
 	opts := cbr.WriterOptions{Quality: c.CompLevel, LGWin: c.LGWin}
-	var shared *plugin.Shared
-	if env != nil {
-		shared = env.Shared
-	}
 	// Encoders are pooled per (quality, window) and shared by every
 	// instance across snapshots.
-	p.pool = encoding.SharedPool(shared, "brotli/pool/"+strconv.Itoa(c.CompLevel)+"/"+strconv.Itoa(c.LGWin), func(w io.Writer) encoding.Encoder {
+	p.Compressor = encoding.NewCompressor(Name, env, "brotli/pool/"+strconv.Itoa(c.CompLevel)+"/"+strconv.Itoa(c.LGWin), func(w io.Writer) encoding.Encoder {
 		return cbr.NewWriterOptions(w, opts)
 	})
 	return p, nil
@@ -125,11 +118,6 @@ func (p *Plugin) HeaderFilter(r *plugin.Request) {
 	delete(h, "Content-Length")
 	h.Set("Content-Encoding", "br")
 	encoding.WeakenETag(h)
-	s := encoding.Start(r, p.pool, p.key)
+	s := p.Start(r)
 	s.Bodyless = r.Method == "HEAD" || r.RespStatus == 204 || r.RespStatus == 304
-}
-
-// BodyFilter compresses each chunk and flushes it, as APISIX does.
-func (p *Plugin) BodyFilter(r *plugin.Request, chunk []byte, eof bool) []byte {
-	return encoding.Filter(r, p.pool, p.key, chunk, eof)
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/plugins/gzip/encoding"
@@ -72,13 +71,12 @@ type Config struct {
 	Vary bool `json:"vary"`
 }
 
-// Plugin is a built gzip instance.
+// Plugin is a built gzip instance; its BodyFilter (encoding.Compressor)
+// compresses each chunk and flushes it.
 type Plugin struct {
+	*encoding.Compressor
 	cfg   Config
 	match encoding.TypeMatcher
-	// key holds the per-request *encoding.Stream in engine.Ctx.Values.
-	key  string
-	pool *sync.Pool
 }
 
 // New decodes conf with APISIX's defaults and builds the instance.
@@ -99,16 +97,11 @@ func New(conf json.RawMessage, env *plugin.BuildEnv) (any, error) {
 	if c.HTTPVersion != 1.1 && c.HTTPVersion != 1.0 {
 		return nil, errors.New("http_version must be 1.1 or 1.0")
 	}
-	p.key = fmt.Sprintf("%s@%p", Name, p)
 	// One pool of writers per level, shared by every gzip instance and
 	// kept across snapshots, so a config change does not throw away warm
 	// compressors (a gzip.Writer is ~800 KB of state at high levels).
 	level := c.CompLevel
-	var shared *plugin.Shared
-	if env != nil {
-		shared = env.Shared
-	}
-	p.pool = encoding.SharedPool(shared, "gzip/pool/"+strconv.Itoa(level), func(w io.Writer) encoding.Encoder {
+	p.Compressor = encoding.NewCompressor(Name, env, "gzip/pool/"+strconv.Itoa(level), func(w io.Writer) encoding.Encoder {
 		zw, _ := gzip.NewWriterLevel(w, level) // level is checked above
 		return zw
 	})
@@ -145,11 +138,5 @@ func (p *Plugin) HeaderFilter(r *plugin.Request) {
 	delete(h, "Content-Length")
 	delete(h, "Accept-Ranges")
 	encoding.WeakenETag(h)
-	encoding.Start(r, p.pool, p.key)
-}
-
-// BodyFilter compresses each chunk and flushes it, so streamed responses
-// (SSE, long polls) reach the client as they arrive.
-func (p *Plugin) BodyFilter(r *plugin.Request, chunk []byte, eof bool) []byte {
-	return encoding.Filter(r, p.pool, p.key, chunk, eof)
+	p.Start(r)
 }

@@ -2,6 +2,7 @@ package encoding
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"strconv"
 	"sync"
@@ -108,4 +109,38 @@ func Filter(r *plugin.Request, pool *sync.Pool, key string, chunk []byte, eof bo
 		return out
 	}
 	return s.buf.Bytes()
+}
+
+// Compressor is the per-instance state gzip and brotli share: the key of
+// the request value holding a response's Stream (its own per instance, so
+// both plugins, or two instances, on one request never share a stream)
+// and the shared encoder pool. A plugin embeds it and so gets its
+// BodyFilter.
+type Compressor struct {
+	key  string
+	pool *sync.Pool
+}
+
+// NewCompressor returns the state of one instance of the plugin name, its
+// encoders from the pool kept under poolKey in env's Shared (SharedPool;
+// env may be nil, for validation), made by mk when the pool is empty.
+func NewCompressor(name string, env *plugin.BuildEnv, poolKey string, mk func(w io.Writer) Encoder) *Compressor {
+	c := &Compressor{}
+	c.key = fmt.Sprintf("%s@%p", name, c)
+	var shared *plugin.Shared
+	if env != nil {
+		shared = env.Shared
+	}
+	c.pool = SharedPool(shared, poolKey, mk)
+	return c
+}
+
+// Start compresses the current response: see the function Start.
+func (c *Compressor) Start(r *plugin.Request) *Stream { return Start(r, c.pool, c.key) }
+
+// BodyFilter compresses each chunk of a response Start was called for and
+// flushes it, so streamed responses (SSE, long polls) reach the client as
+// they arrive, as APISIX does; see Filter.
+func (c *Compressor) BodyFilter(r *plugin.Request, chunk []byte, eof bool) []byte {
+	return Filter(r, c.pool, c.key, chunk, eof)
 }
