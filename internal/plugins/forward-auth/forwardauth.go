@@ -179,15 +179,27 @@ func transport(shared *plugin.Shared, c Config) http.RoundTripper {
 	key := fmt.Sprintf("%s/transport/%t/%t/%d/%d", Name, c.SSLVerify, c.Keepalive, c.KeepaliveTimeout, c.KeepalivePool)
 	return shared.LoadOrStore(key, func() any {
 		d := &net.Dialer{Timeout: 60 * time.Second, KeepAlive: 30 * time.Second}
-		return &http.Transport{
+		return closableTransport{&http.Transport{
 			DialContext:         d.DialContext,
 			TLSClientConfig:     &tls.Config{InsecureSkipVerify: !c.SSLVerify}, //nolint:gosec // ssl_verify=false is the user's explicit choice
 			DisableKeepAlives:   !c.Keepalive,
 			MaxIdleConnsPerHost: c.KeepalivePool,
 			IdleConnTimeout:     time.Duration(c.KeepaliveTimeout) * time.Millisecond,
 			TLSHandshakeTimeout: 10 * time.Second,
-		}
+		}}
 	}).(http.RoundTripper)
+}
+
+// closableTransport lets plugin.Shared close the idle connections of a
+// transport no instance uses any more (its settings changed).
+type closableTransport struct{ *http.Transport }
+
+// Close closes the transport's idle connections. It runs a grace period
+// after the last instance using the transport left the snapshot, when no
+// request holds a connection of it any more.
+func (t closableTransport) Close() error {
+	t.CloseIdleConnections()
+	return nil
 }
 
 // Access calls the authorization service and acts on its answer.

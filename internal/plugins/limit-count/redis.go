@@ -146,6 +146,21 @@ func redisBackendFor(shared *plugin.Shared, policy string, c *RedisConfig) *redi
 	return b
 }
 
+// errBackendClosed is the error of a backend closed before its first use.
+var errBackendClosed = errors.New("redis backend closed")
+
+// Close closes the backend's client and its connections. plugin.Shared
+// calls it once no route of the current snapshot uses this connection
+// config any more (after a grace period), so config changes do not leak
+// clients.
+func (b *redisBackend) Close() error {
+	b.once.Do(func() { b.err = errBackendClosed })
+	if b.client == nil {
+		return nil
+	}
+	return b.client.Close()
+}
+
 // newRedisClient builds a go-redis client whose every wait is bounded by
 // redis_timeout: dialing, reading, writing and waiting for a pooled
 // connection. There are no retries and no repeated dials: each would add a
