@@ -141,11 +141,12 @@ func BenchmarkServeSeed(b *testing.B) {
 	benchServe(b, string(plugins), map[string]string{"apikey": "jack-key"})
 }
 
-// benchStdDataPlane is the data plane of BenchmarkServeFast (catch-all
-// route to an upstream object, realip trusting 127.0.0.1) for the std
-// engine benchmarks: no fast forwarder, so every request goes through
-// proxy.Forwarder as with sluice.engine: std, or h2 with engine fast.
-func benchStdDataPlane(b *testing.B, origin string) *dataPlane {
+// benchDataPlane is the data plane of the engine benchmarks: a
+// catch-all route to an upstream object with origin as its node, realip
+// trusting 127.0.0.1. It has no fast forwarder, so every request goes
+// through proxy.Forwarder as with sluice.engine: std (or h2 with engine
+// fast); BenchmarkServeFast adds one.
+func benchDataPlane(b *testing.B, origin string) *dataPlane {
 	reg, _ := plugin.NewRegistry(all.Defs(), nil)
 	s := &Snapshot{Objects: map[string]map[string]any{}}
 	decodeInto(b, s, "upstreams", "1", fmt.Sprintf(`{"type":"roundrobin","nodes":{"%s":1}}`, origin))
@@ -187,31 +188,7 @@ func startStd(b *testing.B, dp *dataPlane, tlsCfg *tls.Config) string {
 // keep-alive client, net/http's server, the engine adapter,
 // dataPlane.Serve and proxy.Forwarder, all in-process.
 func BenchmarkServeStd(b *testing.B) {
-	addr := startStd(b, benchStdDataPlane(b, benchOrigin(b)), nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	req := []byte("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:9080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
-	do := func() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		st, err := skipResponse(br)
-		if err != nil || st != 200 {
-			b.Fatalf("status %d, %v", st, err)
-		}
-	}
-	for i := 0; i < 200; i++ {
-		do()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		do()
-	}
+	benchKeepAlive(b, startStd(b, benchDataPlane(b, benchOrigin(b)), nil))
 }
 
 // BenchmarkServeH2 is bench/run.sh's profile f in-process: one HTTP/2
@@ -227,7 +204,7 @@ func BenchmarkServeH2(b *testing.B) {
 		tls  bool
 	}{{"h2c", false}, {"tls", true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			dp := benchStdDataPlane(b, benchOrigin(b))
+			dp := benchDataPlane(b, benchOrigin(b))
 			var srvCfg *tls.Config
 			if tc.tls {
 				srvCfg = benchTLSConfig(b)

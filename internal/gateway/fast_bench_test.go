@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -11,9 +10,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/engine/fast"
 	"github.com/sluice-gw/sluice/internal/engine/std"
-	"github.com/sluice-gw/sluice/internal/plugin"
-	"github.com/sluice-gw/sluice/internal/plugins/all"
-	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
 // benchOrigin is an allocation-free HTTP/1.1 origin answering every
@@ -86,21 +82,8 @@ func skipResponse(br *bufio.Reader) (int, error) {
 // client and an origin, all in-process. Client and origin allocate
 // nothing, so allocs/op are the gateway's and the engine's.
 func BenchmarkServeFast(b *testing.B) {
-	up := benchOrigin(b)
-	reg, _ := plugin.NewRegistry(all.Defs(), nil)
-	s := &Snapshot{Objects: map[string]map[string]any{}}
-	decodeInto(b, s, "upstreams", "1", fmt.Sprintf(`{"type":"roundrobin","nodes":{"%s":1}}`, up))
-	decodeInto(b, s, "routes", "catchall", `{"uri":"/*","upstream_id":"1"}`)
-	data, errs := compileFunc("radixtree_host_uri", healthEnv{}, reg, &plugin.Shared{}, nil)(s, nil)
-	if len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	s.Data = data
-	bld := &Builder{}
-	bld.current.Store(s)
-	dp := &dataPlane{builder: bld, fwd: proxy.NewForwarder(quietLogger()), logger: quietLogger()}
+	dp := benchDataPlane(b, benchOrigin(b))
 	dp.fastFwd = fast.NewForwarder(quietLogger(), dp.fwd)
-	dp.realIP = newRealIP("X-Real-IP", []string{"127.0.0.1"}, "off")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -112,7 +95,15 @@ func BenchmarkServeFast(b *testing.B) {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	c, err := net.Dial("tcp", ln.Addr().String())
+	benchKeepAlive(b, ln.Addr().String())
+}
+
+// benchKeepAlive is the client of BenchmarkServeFast and BenchmarkServeStd:
+// one keep-alive HTTP/1.1 connection to addr sending wrk's GET /hello,
+// b.N times after 200 warm-up requests (pools, string caches); it
+// allocates nothing per request.
+func benchKeepAlive(b *testing.B, addr string) {
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,7 +119,7 @@ func BenchmarkServeFast(b *testing.B) {
 			b.Fatalf("status %d, %v", st, err)
 		}
 	}
-	for i := 0; i < 200; i++ { // warm pools and string caches
+	for i := 0; i < 200; i++ {
 		do()
 	}
 	b.ReportAllocs()

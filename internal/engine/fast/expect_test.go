@@ -103,6 +103,37 @@ func readFull(br *bufio.Reader, method string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
+// dialClient connects to a proxy under test, with deadline bounding the
+// whole exchange.
+func dialClient(t *testing.T, addr string, deadline time.Duration) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(deadline))
+	return c, bufio.NewReader(c)
+}
+
+// wantResponse reads one response and fails unless it has status and body.
+func wantResponse(t *testing.T, br *bufio.Reader, method string, status int, body string) {
+	t.Helper()
+	st, b, err := readFull(br, method)
+	if err != nil || st != status || b != body {
+		t.Fatalf("got %d %q, %v; want %d %q", st, b, err, status, body)
+	}
+}
+
+// wantCounts fails unless the origin saw heads request heads and body
+// request body bytes.
+func (o *scriptOrigin) wantCounts(t *testing.T, heads int, body int64) {
+	t.Helper()
+	if h, n := o.counts(); h != heads || n != body {
+		t.Fatalf("upstream saw %d heads, %d body bytes; want %d, %d", h, n, heads, body)
+	}
+}
+
 const expectHead = "POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
 
 // TestExpectContinue compares both engines on "Expect: 100-continue"
@@ -110,43 +141,62 @@ const expectHead = "POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nCont
 // 1 s timeout), and a final answer instead of 100 reaches the client
 // without any body byte going upstream.
 func TestExpectContinue(t *testing.T) {
-	t.Run("100 then 200", func(t *testing.T) {
-		upSent := make(chan struct{}, 2) // the subtests run one after the other
-		for _, e := range startEnginePair(t, 2*time.Second, func(o *scriptOrigin, c net.Conn, br *bufio.Reader, req *http.Request) {
-			time.Sleep(100 * time.Millisecond) // the client must not get its 100 before this one
-			upSent <- struct{}{}
-			io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
-			echo(o, c, req)
-		}) {
-			t.Run(e.name, func(t *testing.T) {
-				c, err := net.Dial("tcp", e.addr)
-				if err != nil {
-					t.Fatal(err)
+	// The client gets a 100 (the upstream's, or the proxy's own once it
+	// gives up waiting after 1 s and reads the body), then the echo.
+	for _, tc := range []struct {
+		name string
+		// upstream100: the upstream sends 100 Continue, 100 ms late,
+		// before it reads the body; the client must not get its 100
+		// before that.
+		upstream100 bool
+		// eager: the client sends its body 300 ms after the head without
+		// waiting for a 100 (the fast engine's disconnect watch may read
+		// it meanwhile), then another request on the same connection.
+		eager bool
+	}{
+		{"100 then 200", true, false},
+		{"no 100 from upstream", false, false},
+		{"no 100 from upstream, eager client", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			upSent := make(chan struct{}, 2) // the engines run one after the other
+			for _, e := range startEnginePair(t, 2*time.Second, func(o *scriptOrigin, c net.Conn, br *bufio.Reader, req *http.Request) {
+				if tc.upstream100 {
+					time.Sleep(100 * time.Millisecond)
+					upSent <- struct{}{}
+					io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
 				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				io.WriteString(c, expectHead)
-				st, _, err := readFull(br, "POST")
-				if err != nil || st != 100 {
-					t.Fatalf("first response %d, %v; want 100", st, err)
-				}
-				select {
-				case <-upSent:
-				default:
-					t.Fatal("the client got 100 Continue before the upstream sent its 100")
-				}
-				io.WriteString(c, "hello")
-				st, body, err := readFull(br, "POST")
-				if err != nil || st != 200 || body != "hello" {
-					t.Fatalf("got %d %q, %v; want 200 hello", st, body, err)
-				}
-				if h, n := e.up.counts(); h != 1 || n != 5 {
-					t.Fatalf("upstream saw %d heads, %d body bytes; want 1, 5", h, n)
-				}
-			})
-		}
-	})
+				echo(o, c, req)
+			}) {
+				t.Run(e.name, func(t *testing.T) {
+					c, br := dialClient(t, e.addr, 10*time.Second)
+					io.WriteString(c, expectHead)
+					if tc.eager {
+						time.Sleep(300 * time.Millisecond)
+						io.WriteString(c, "hello")
+					}
+					wantResponse(t, br, "POST", 100, "")
+					if tc.upstream100 {
+						select {
+						case <-upSent:
+						default:
+							t.Fatal("the client got 100 Continue before the upstream sent its 100")
+						}
+					}
+					if !tc.eager {
+						io.WriteString(c, "hello")
+					}
+					wantResponse(t, br, "POST", 200, "hello")
+					e.up.wantCounts(t, 1, 5)
+					if tc.eager {
+						// The connection goes on.
+						io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+						wantResponse(t, br, "GET", 200, "")
+					}
+				})
+			}
+		})
+	}
 
 	// A final answer instead of 100. The client behaves like curl: it
 	// waits a while for an answer, then sends its body anyway. The fast
@@ -171,12 +221,7 @@ func TestExpectContinue(t *testing.T) {
 				o.saw(n)
 			}) {
 				t.Run(e.name, func(t *testing.T) {
-					c, err := net.Dial("tcp", e.addr)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer c.Close()
-					br := bufio.NewReader(c)
+					c, br := dialClient(t, e.addr, 15*time.Second) // reads set their own deadlines
 					io.WriteString(c, expectHead)
 					var statuses []int
 					st, body, err := 0, "", error(nil)
@@ -217,71 +262,6 @@ func TestExpectContinue(t *testing.T) {
 		})
 	}
 
-	t.Run("no 100 from upstream", func(t *testing.T) {
-		for _, e := range startEnginePair(t, 2*time.Second, func(o *scriptOrigin, c net.Conn, br *bufio.Reader, req *http.Request) {
-			echo(o, c, req)
-		}) {
-			t.Run(e.name, func(t *testing.T) {
-				c, err := net.Dial("tcp", e.addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				io.WriteString(c, expectHead)
-				// The proxy gives up waiting after 1 s and reads the
-				// body: its own 100 comes then.
-				st, _, err := readFull(br, "POST")
-				if err != nil || st != 100 {
-					t.Fatalf("first response %d, %v; want 100", st, err)
-				}
-				io.WriteString(c, "hello")
-				st, body, err := readFull(br, "POST")
-				if err != nil || st != 200 || body != "hello" {
-					t.Fatalf("got %d %q, %v; want 200 hello", st, body, err)
-				}
-				if h, n := e.up.counts(); h != 1 || n != 5 {
-					t.Fatalf("upstream saw %d heads, %d body bytes; want 1, 5", h, n)
-				}
-			})
-		}
-	})
-
-	t.Run("no 100 from upstream, eager client", func(t *testing.T) {
-		// The body arrives while the proxy waits for the upstream (and
-		// may be read by the fast engine's disconnect watch meanwhile).
-		for _, e := range startEnginePair(t, 2*time.Second, func(o *scriptOrigin, c net.Conn, br *bufio.Reader, req *http.Request) {
-			echo(o, c, req)
-		}) {
-			t.Run(e.name, func(t *testing.T) {
-				c, err := net.Dial("tcp", e.addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				io.WriteString(c, expectHead)
-				time.Sleep(300 * time.Millisecond)
-				io.WriteString(c, "hello")
-				st, _, err := readFull(br, "POST")
-				if err != nil || st != 100 {
-					t.Fatalf("first response %d, %v; want 100", st, err)
-				}
-				st, body, err := readFull(br, "POST")
-				if err != nil || st != 200 || body != "hello" {
-					t.Fatalf("got %d %q, %v; want 200 hello", st, body, err)
-				}
-				// The connection goes on.
-				io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
-				if st, _, err := readFull(br, "GET"); err != nil || st != 200 {
-					t.Fatalf("next request: %d, %v", st, err)
-				}
-			})
-		}
-	})
-
 	t.Run("other 1xx then 100", func(t *testing.T) {
 		for _, e := range startEnginePair(t, 2*time.Second, func(o *scriptOrigin, c net.Conn, br *bufio.Reader, req *http.Request) {
 			io.WriteString(c, "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n")
@@ -294,9 +274,7 @@ func TestExpectContinue(t *testing.T) {
 				if st := responses(got, "POST"); fmt.Sprint(st) != "[100 200]" || !strings.HasSuffix(got, "\r\n\r\nhello") {
 					t.Fatalf("statuses %v in %q; want [100 200] and the echo", st, got)
 				}
-				if h, n := e.up.counts(); h != 1 || n != 5 {
-					t.Fatalf("upstream saw %d heads, %d body bytes; want 1, 5", h, n)
-				}
+				e.up.wantCounts(t, 1, 5)
 			})
 		}
 	})
@@ -334,12 +312,7 @@ func TestEarlyResponseDuringUpload(t *testing.T) {
 				// Closing with unread bytes resets the connection.
 			}) {
 				t.Run(e.name, func(t *testing.T) {
-					c, err := net.Dial("tcp", e.addr)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(15 * time.Second))
+					c, br := dialClient(t, e.addr, 15*time.Second)
 					go func() {
 						if tc.chunked {
 							io.WriteString(c, "PUT /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -361,7 +334,7 @@ func TestEarlyResponseDuringUpload(t *testing.T) {
 							io.WriteString(c, "0\r\n\r\n")
 						}
 					}()
-					st, body, err := readFull(bufio.NewReader(c), "PUT")
+					st, body, err := readFull(br, "PUT")
 					if e.isStd && tc.stdRace && st == 502 {
 						t.Logf("std: 502 (the write failure won the race)")
 						return
