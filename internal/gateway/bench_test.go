@@ -80,6 +80,23 @@ func (w *discardWriter) WriteHeader(s int)           { w.status = s }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) Flush() error                { return nil }
 
+// benchPlaneOf compiles the objects fill decodes into an empty snapshot
+// (all built-in plugins, radixtree_host_uri) and returns a data plane
+// serving it through proxy.Forwarder, with quiet logs.
+func benchPlaneOf(b *testing.B, fill func(s *Snapshot)) *dataPlane {
+	reg, _ := plugin.NewRegistry(all.Defs(), nil)
+	s := &Snapshot{Objects: map[string]map[string]any{}}
+	fill(s)
+	data, errs := compileFunc("radixtree_host_uri", healthEnv{}, reg, &plugin.Shared{}, nil)(s, nil)
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	s.Data = data
+	bld := &Builder{}
+	bld.current.Store(s)
+	return &dataPlane{builder: bld, fwd: proxy.NewForwarder(quietLogger()), logger: quietLogger()}
+}
+
 // benchServe runs the whole request path through the engine-neutral
 // context (router, plugin phases, balancer, proxy.Forwarder, the
 // net/http Transport the std engine forwards with) to a loopback origin,
@@ -87,23 +104,14 @@ func (w *discardWriter) Flush() error                { return nil }
 // nothing, so allocs/op are the gateway's and the Transport's.
 func benchServe(b *testing.B, routePlugins string, hdr map[string]string) {
 	addr := benchOrigin(b)
-	reg, _ := plugin.NewRegistry(all.Defs(), nil)
-	s := &Snapshot{Objects: map[string]map[string]any{}}
-	decodeInto(b, s, "consumers", "jack", `{"username":"jack","plugins":{"key-auth":{"key":"jack-key"}}}`)
 	plugins := ""
 	if routePlugins != "" {
 		plugins = `"plugins":` + routePlugins + `,`
 	}
-	decodeInto(b, s, "routes", "1", fmt.Sprintf(`{"uri":"/api/v1/orders/*",%s"upstream":{"nodes":{"%s":1}}}`, plugins, addr))
-	shared := &plugin.Shared{}
-	data, errs := compileFunc("radixtree_host_uri", healthEnv{}, reg, shared, nil)(s, nil)
-	if len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	s.Data = data
-	bld := &Builder{}
-	bld.current.Store(s)
-	dp := &dataPlane{builder: bld, fwd: proxy.NewForwarder(quietLogger()), logger: quietLogger()}
+	dp := benchPlaneOf(b, func(s *Snapshot) {
+		decodeInto(b, s, "consumers", "jack", `{"username":"jack","plugins":{"key-auth":{"key":"jack-key"}}}`)
+		decodeInto(b, s, "routes", "1", fmt.Sprintf(`{"uri":"/api/v1/orders/*",%s"upstream":{"nodes":{"%s":1}}}`, plugins, addr))
+	})
 	remote := netip.MustParseAddrPort("10.0.0.1:40000")
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -147,18 +155,10 @@ func BenchmarkServeSeed(b *testing.B) {
 // through proxy.Forwarder as with sluice.engine: std (or h2 with engine
 // fast); BenchmarkServeFast adds one.
 func benchDataPlane(b *testing.B, origin string) *dataPlane {
-	reg, _ := plugin.NewRegistry(all.Defs(), nil)
-	s := &Snapshot{Objects: map[string]map[string]any{}}
-	decodeInto(b, s, "upstreams", "1", fmt.Sprintf(`{"type":"roundrobin","nodes":{"%s":1}}`, origin))
-	decodeInto(b, s, "routes", "catchall", `{"uri":"/*","upstream_id":"1"}`)
-	data, errs := compileFunc("radixtree_host_uri", healthEnv{}, reg, &plugin.Shared{}, nil)(s, nil)
-	if len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	s.Data = data
-	bld := &Builder{}
-	bld.current.Store(s)
-	dp := &dataPlane{builder: bld, fwd: proxy.NewForwarder(quietLogger()), logger: quietLogger()}
+	dp := benchPlaneOf(b, func(s *Snapshot) {
+		decodeInto(b, s, "upstreams", "1", fmt.Sprintf(`{"type":"roundrobin","nodes":{"%s":1}}`, origin))
+		decodeInto(b, s, "routes", "catchall", `{"uri":"/*","upstream_id":"1"}`)
+	})
 	dp.realIP = newRealIP("X-Real-IP", []string{"127.0.0.1"}, "off")
 	return dp
 }
