@@ -93,23 +93,20 @@ var errNoCert = errors.New("no certificate for this server name")
 // intermediate CAs than ssl.client.depth allows.
 var errChainTooLong = errors.New("client certificate chain longer than client.depth allows")
 
-// checkDepth enforces ssl.client.depth on a verified client certificate.
-// APISIX hands depth to OpenSSL's SSL_set_verify_depth (ngx.ssl
-// verify_client), which counts the intermediate CA certificates between the
-// client certificate and the trust anchor: 0 accepts only certificates
-// signed directly by a CA of client.ca, the default 1 one intermediate. Go
-// may find several chains; one within the limit is enough. It runs from
-// VerifyConnection, so resumed sessions are checked too.
-func checkDepth(cs tls.ConnectionState, depth int) error {
-	if len(cs.PeerCertificates) == 0 {
-		return nil // no certificate offered: mtlsCheck decides
-	}
-	for _, chain := range cs.VerifiedChains {
+// withinDepth reports whether one of a client certificate's verified
+// chains satisfies ssl.client.depth. APISIX hands depth to OpenSSL's
+// SSL_set_verify_depth (ngx.ssl verify_client), which counts the
+// intermediate CA certificates between the client certificate and the trust
+// anchor: 0 accepts only certificates signed directly by a CA of client.ca,
+// the default 1 one intermediate. Go may find several chains; one within the
+// limit is enough.
+func withinDepth(chains [][]*x509.Certificate, depth int) bool {
+	for _, chain := range chains {
 		if max(len(chain)-2, 0) <= depth {
-			return nil
+			return true
 		}
 	}
-	return errChainTooLong
+	return false
 }
 
 // protocolRange maps ssl_protocols to a min/max TLS version.
@@ -192,10 +189,20 @@ func tlsConfig(b *Builder, fallbackSNI string, http2 bool, protocols string) *tl
 			if e.clientCAs != nil {
 				cfg.ClientCAs = e.clientCAs
 				cfg.ClientAuth = tls.RequireAndVerifyClientCert
-				depth := e.depth
-				cfg.VerifyConnection = func(cs tls.ConnectionState) error { return checkDepth(cs, depth) }
 				if len(e.skipMTLS) > 0 {
+					// A chain deeper than client.depth is then
+					// unverified for mtlsCheck, as in APISIX, which
+					// does not reject in the handshake here.
 					cfg.ClientAuth = tls.VerifyClientCertIfGiven
+				} else {
+					// VerifyConnection also runs on resumed sessions.
+					depth := e.depth
+					cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+						if len(cs.PeerCertificates) > 0 && !withinDepth(cs.VerifiedChains, depth) {
+							return errChainTooLong
+						}
+						return nil
+					}
 				}
 			}
 			return cfg, nil
@@ -223,7 +230,7 @@ func mtlsCheck(data *compiled, c *engine.Ctx) bool {
 	if e == nil || e.clientCAs == nil {
 		return true
 	}
-	if len(c.TLS.VerifiedChains) == 0 {
+	if !withinDepth(c.TLS.VerifiedChains, e.depth) {
 		for _, re := range e.skipMTLS {
 			if re.MatchString(c.Path) {
 				return true

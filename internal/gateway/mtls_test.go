@@ -172,11 +172,15 @@ func TestClientCertDepth(t *testing.T) {
 			g, port := startTLSGateway(t, engine)
 			rec := plugintest.NewRecorder(t)
 			g.MustAdmin("PUT", "/apisix/admin/routes/1", `{"uri":"/m","upstream":`+rec.Upstream()+`}`)
-			ssl := func(id, sni, ca string, depth *int) {
+			g.MustAdmin("PUT", "/apisix/admin/routes/2", `{"uri":"/public","upstream":`+rec.Upstream()+`}`)
+			ssl := func(id, sni, ca string, depth *int, skip ...string) {
 				srv := newPKICert(t, sni, false, nil, x509.ExtKeyUsageServerAuth)
 				client := map[string]any{"ca": ca}
 				if depth != nil {
 					client["depth"] = *depth
+				}
+				if len(skip) > 0 {
+					client["skip_mtls_uri_regex"] = skip
 				}
 				body, _ := json.Marshal(map[string]any{"cert": srv.certPEM(), "key": srv.keyPEM(), "snis": []string{sni}, "client": client})
 				g.MustAdmin("PUT", "/apisix/admin/ssls/"+id, string(body))
@@ -186,27 +190,34 @@ func TestClientCertDepth(t *testing.T) {
 			ssl("d1", "d1.test", root.certPEM(), nil) // default depth 1
 			ssl("d2", "d2.test", root.certPEM(), &two)
 			ssl("anchor", "anchor.test", inter1.certPEM(), &zero)
+			// With skip_mtls_uri_regex APISIX does not reject in the
+			// handshake: a too deep chain is unverified, which only
+			// the listed URIs accept.
+			ssl("skip", "skip.test", root.certPEM(), &zero, "^/public")
 
 			tests := []struct {
-				name, sni string
-				cert      tls.Certificate
-				ok        bool
+				name, sni, path string
+				cert            tls.Certificate
+				status          int // 0: the handshake fails
 			}{
-				{"depth 0, signed by the CA", "d0.test", leaf0, true},
-				{"depth 0, one intermediate", "d0.test", leaf1, false},
-				{"default depth 1, signed by the CA", "d1.test", leaf0, true},
-				{"default depth 1, one intermediate", "d1.test", leaf1, true},
-				{"default depth 1, two intermediates", "d1.test", leaf2, false},
-				{"depth 2, two intermediates", "d2.test", leaf2, true},
-				{"depth 0, intermediate is the anchor", "anchor.test", leafUnderAnchor, true},
+				{"depth 0, signed by the CA", "d0.test", "/m", leaf0, 200},
+				{"depth 0, one intermediate", "d0.test", "/m", leaf1, 0},
+				{"default depth 1, signed by the CA", "d1.test", "/m", leaf0, 200},
+				{"default depth 1, one intermediate", "d1.test", "/m", leaf1, 200},
+				{"default depth 1, two intermediates", "d1.test", "/m", leaf2, 0},
+				{"depth 2, two intermediates", "d2.test", "/m", leaf2, 200},
+				{"depth 0, intermediate is the anchor", "anchor.test", "/m", leafUnderAnchor, 200},
+				{"skip_mtls, within depth", "skip.test", "/m", leaf0, 200},
+				{"skip_mtls, too deep", "skip.test", "/m", leaf1, 400},
+				{"skip_mtls, too deep, skipped uri", "skip.test", "/public", leaf1, 200},
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
-					status, err := mtlsGet(port, tc.sni, tc.cert)
-					if tc.ok && (err != nil || status != 200) {
-						t.Fatalf("want 200, got %d %v", status, err)
+					status, err := mtlsGet(port, tc.sni, tc.path, tc.cert)
+					if tc.status != 0 && (err != nil || status != tc.status) {
+						t.Fatalf("want %d, got %d %v", tc.status, status, err)
 					}
-					if !tc.ok && err == nil {
+					if tc.status == 0 && err == nil {
 						t.Fatalf("want a failed handshake, got %d", status)
 					}
 				})
@@ -215,13 +226,13 @@ func TestClientCertDepth(t *testing.T) {
 	}
 }
 
-// mtlsGet sends GET /m over a new TLS connection with a client
+// mtlsGet sends GET path over a new TLS connection with a client
 // certificate.
-func mtlsGet(port int, sni string, cert tls.Certificate) (int, error) {
+func mtlsGet(port int, sni, path string, cert tls.Certificate) (int, error) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: sni, InsecureSkipVerify: true, //nolint:gosec // test server certs are self-signed
 		Certificates: []tls.Certificate{cert}}}
 	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d/m", port), nil)
+	req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d%s", port, path), nil)
 	req.Host = sni
 	r, err := tr.RoundTrip(req)
 	if err != nil {
