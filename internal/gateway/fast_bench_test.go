@@ -83,6 +83,12 @@ func skipResponse(br *bufio.Reader) (int, error) {
 // nothing, so allocs/op are the gateway's and the engine's.
 func BenchmarkServeFast(b *testing.B) {
 	dp := benchDataPlane(b, benchOrigin(b))
+	benchKeepAlive(b, startFast(b, dp))
+}
+
+// startFast serves dp with the fast engine (and its upstream client) on
+// a loopback listener and returns the address.
+func startFast(b *testing.B, dp *dataPlane) string {
 	dp.fastFwd = fast.NewForwarder(quietLogger(), dp.fwd)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -95,7 +101,7 @@ func BenchmarkServeFast(b *testing.B) {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	benchKeepAlive(b, ln.Addr().String())
+	return ln.Addr().String()
 }
 
 // benchKeepAlive is the client of BenchmarkServeFast and BenchmarkServeStd:
@@ -103,13 +109,18 @@ func BenchmarkServeFast(b *testing.B) {
 // b.N times after 200 warm-up requests (pools, string caches); it
 // allocates nothing per request.
 func benchKeepAlive(b *testing.B, addr string) {
+	benchKeepAliveReq(b, addr, "GET /hello HTTP/1.1\r\nHost: 127.0.0.1:9080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
+}
+
+// benchKeepAliveReq is benchKeepAlive sending the raw request rawReq.
+func benchKeepAliveReq(b *testing.B, addr, rawReq string) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
 	br := bufio.NewReader(c)
-	req := []byte("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:9080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
+	req := []byte(rawReq)
 	do := func() {
 		if _, err := c.Write(req); err != nil {
 			b.Fatal(err)
