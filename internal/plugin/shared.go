@@ -75,6 +75,9 @@ func (s *Shared) Scope() *Shared {
 // SetGrace sets how long an unused closable value is kept before Sweep
 // closes it (DefaultSharedGrace when unset or <= 0).
 func (s *Shared) SetGrace(d time.Duration) {
+	if s == nil {
+		return
+	}
 	r := s.base()
 	r.mu.Lock()
 	r.grace = d
