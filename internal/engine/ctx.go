@@ -108,6 +108,15 @@ type Ctx struct {
 	// connection's buffers and disconnect watcher.
 	EngineData any
 
+	// RequestHeadBytes is the size of the request head as received
+	// (request line, header fields, blank line); 0 when the engine does
+	// not know it (std), and users then estimate it from the fields.
+	RequestHeadBytes int
+	// ResponseHeadBytes is the size of the response head as written
+	// (status line, header fields, blank line), set when the head is
+	// written; 0 when the engine does not know it.
+	ResponseHeadBytes int
+
 	// Response side.
 
 	// W writes the response.
@@ -216,6 +225,13 @@ func (c *Ctx) Reply(status int, contentType string, body []byte) {
 // ReplyError answers status with nginx's HTML error page.
 func (c *Ctx) ReplyError(status int) {
 	c.Reply(status, ErrorPageContentType, ErrorPage(status))
+}
+
+// SetRemote sets the client address with its text form (RemoteIP's
+// value) for an engine that formats it once per connection; ip must be
+// a.Addr().Unmap().String(), or "" to have RemoteIP compute it.
+func (c *Ctx) SetRemote(a netip.AddrPort, ip string) {
+	c.RemoteAddr, c.remoteIP = a, ip
 }
 
 // SetRemoteAddr replaces the client address (realip, the real-ip plugin);

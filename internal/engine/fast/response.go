@@ -173,6 +173,7 @@ func (w *respWriter) commit(final bool, p []byte) {
 		}
 	}
 	bw := cn.bw
+	mark := cn.out.written(bw)
 	if cn.ctx.Proto == "HTTP/1.0" {
 		bw.WriteString("HTTP/1.0 ")
 	} else {
@@ -292,6 +293,7 @@ func (w *respWriter) commit(final bool, p []byte) {
 		}
 	}
 	bw.WriteString("\r\n")
+	cn.ctx.ResponseHeadBytes = int(cn.out.written(bw) - mark)
 	if w.nbuf > 0 && !w.noBody {
 		n := w.nbuf
 		w.nbuf = 0

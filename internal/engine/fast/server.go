@@ -171,6 +171,24 @@ const (
 
 // conn is one client connection and everything its requests reuse: the
 // Ctx, the header maps, the response writer and the body reader.
+// sink is the client socket under a connection's bufio.Writer. It counts
+// the bytes written through it, so that the size of a response head is
+// known exactly whether or not the buffer flushed while it was written
+// (Ctx.ResponseHeadBytes).
+type sink struct {
+	nc net.Conn
+	n  int64
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	n, err := s.nc.Write(p)
+	s.n += int64(n)
+	return n, err
+}
+
+// written is the number of bytes handed to bw so far (sent or buffered).
+func (s *sink) written(bw *bufio.Writer) int64 { return s.n + int64(bw.Buffered()) }
+
 type conn struct {
 	s        *Server
 	nc       net.Conn
@@ -181,6 +199,8 @@ type conn struct {
 	state    atomic.Int32
 
 	remote, local netip.AddrPort
+	remoteText    string // remote's address as text, formatted once per connection
+	out           sink   // the socket under bw
 	ctx           engine.Ctx
 	cctx          connCtx
 	rw            respWriter
@@ -239,6 +259,7 @@ func (cn *conn) serve() {
 	}()
 	if tcp, ok := cn.nc.RemoteAddr().(*net.TCPAddr); ok {
 		cn.remote = tcp.AddrPort()
+		cn.remoteText = cn.remote.Addr().Unmap().String()
 	}
 	if tcp, ok := cn.nc.LocalAddr().(*net.TCPAddr); ok {
 		cn.local = tcp.AddrPort()
@@ -247,7 +268,8 @@ func (cn *conn) serve() {
 	cn.br = s.readers.Get().(*bufio.Reader)
 	cn.br.Reset(&cn.src)
 	cn.bw = s.writers.Get().(*bufio.Writer)
-	cn.bw.Reset(cn.nc)
+	cn.out.nc = cn.nc
+	cn.bw.Reset(&cn.out)
 	cn.reqHdr = make(engine.Header, 16)
 	cn.respHdr = make(engine.Header, 16)
 	cn.rw.cn = cn
@@ -573,6 +595,7 @@ func (cn *conn) readRequest() *httpError {
 			return errHeaderTooLarge
 		}
 		if len(l) == 0 {
+			c.RequestHeadBytes = total
 			break
 		}
 		if hardErr != nil {
@@ -803,7 +826,7 @@ func (cn *conn) readRequest() *httpError {
 	c.RawHost = rawHost
 	c.Host = normHost(rawHost)
 	c.Header = h
-	c.RemoteAddr = cn.remote
+	c.SetRemote(cn.remote, cn.remoteText)
 	c.LocalAddr = cn.local
 	c.TLS = cn.tlsState
 	c.Scheme = "http"

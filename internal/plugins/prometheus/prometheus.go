@@ -275,8 +275,20 @@ func (p *Plugin) Log(r *plugin.Request) {
 		statePool.Put(st)
 	}
 	ch.latAPISIX.Observe(apisix)
-	ch.bwIn.Add(float64(requestLength(c.Method, c.RequestURI, c.Proto, c.Header, c.ContentLength)))
-	ch.bwOut.Add(float64(c.BytesSent + responseHeaderLength(c.Proto, r.W.Header())))
+	// The fast engine knows the head sizes exactly; otherwise they are
+	// estimated from the fields (a map walk each).
+	in, out := int64(c.RequestHeadBytes), int64(c.ResponseHeadBytes)
+	if in == 0 {
+		in = requestLength(c.Method, c.RequestURI, c.Proto, c.Header, 0)
+	}
+	if c.ContentLength > 0 {
+		in += c.ContentLength
+	}
+	if out == 0 {
+		out = responseHeaderLength(c.Proto, r.W.Header())
+	}
+	ch.bwIn.Add(float64(in))
+	ch.bwOut.Add(float64(c.BytesSent + out))
 	r.SetValue(valuesKey, logged)
 }
 

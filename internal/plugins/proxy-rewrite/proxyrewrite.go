@@ -321,8 +321,10 @@ func (p *Plugin) regexRewrite(up string) (match []int, src, out string) {
 		if m == nil {
 			continue
 		}
-		b := make([]byte, 0, len(up)+16)
-		b = append(b, up[:m[0]]...)
+		// A stack buffer for the usual short URI: only the string
+		// made from it reaches the heap.
+		var buf [256]byte
+		b := append(buf[:0], up[:m[0]]...)
 		b = rp.sub.Expand(b, up, m)
 		b = append(b, up[m[1]:]...)
 		return m, up, string(b)
