@@ -75,14 +75,15 @@ type rule struct {
 
 // Plugin is a built limit-count instance.
 type Plugin struct {
-	conf    Config
-	rules   []rule
-	hasRule bool // conf uses rules
-	sliding bool
-	body    any // rejection body, nil for none
-	handle  *limitkit.Handle[counter]
-	st      *state
-	names   atomic.Pointer[ruleNameCache]
+	lastLimit atomic.Pointer[numText] // limitText's cache
+	conf      Config
+	rules     []rule
+	hasRule   bool // conf uses rules
+	sliding   bool
+	body      any // rejection body, nil for none
+	handle    *limitkit.Handle[counter]
+	st        *state
+	names     atomic.Pointer[ruleNameCache]
 
 	// redis is the shared Redis backend of the redis policies, nil for
 	// local. redisScope is APISIX's counter key prefix ("<resource
@@ -447,12 +448,30 @@ func (p *Plugin) setHeaders(r *plugin.Request, ru *rule, limit, remaining int64,
 	names := p.ruleNames(r, ru)
 	// One backing array for the three values; keys are canonical already,
 	// so nothing is re-canonicalised per request.
-	vals := [3]string{strconv.FormatInt(limit, 10), strconv.FormatInt(remaining, 10), formatLuaNumber(reset)}
+	vals := [3]string{p.limitText(limit), strconv.FormatInt(remaining, 10), formatLuaNumber(reset)}
 	s := vals[:]
 	h := r.W.Header()
 	h[names[0]] = s[0:1:1]
 	h[names[1]] = s[1:2:2]
 	h[names[2]] = s[2:3:3]
+}
+
+// numText is a number with its decimal text.
+type numText struct {
+	n int64
+	s string
+}
+
+// limitText formats limit, reusing the last result: the limit is nearly
+// always the same for every request of an instance, so its header value
+// costs no allocation.
+func (p *Plugin) limitText(limit int64) string {
+	if c := p.lastLimit.Load(); c != nil && c.n == limit {
+		return c.s
+	}
+	c := &numText{limit, strconv.FormatInt(limit, 10)}
+	p.lastLimit.Store(c)
+	return c.s
 }
 
 // ruleNames returns the canonical quota header names for a rule, with the
