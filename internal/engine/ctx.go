@@ -108,6 +108,10 @@ type Ctx struct {
 	// connection's buffers and disconnect watcher.
 	EngineData any
 
+	// ServerHeader is the Server header value the engine puts on every
+	// response (apisix.enable_server_tokens decides whether it carries
+	// the version); set by the engine, reused across requests: read only.
+	ServerHeader []string
 	// RequestHeadBytes is the size of the request head as received
 	// (request line, header fields, blank line); 0 when the engine does
 	// not know it (std), and users then estimate it from the fields.

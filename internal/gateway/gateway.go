@@ -196,6 +196,7 @@ func Run(ctx context.Context, opt Options) error {
 		lim.MaxHeaderBytes, lim.MaxRequestLine, lim.MaxHeaderCount = l.MaxHeaderBytes, l.MaxRequestLine, l.MaxHeaderCount
 		lim.ReadHeaderTimeout, lim.IdleTimeout = l.ReadHeaderTimeout, l.IdleTimeout
 		lim.MaxBodyBytes, lim.MaxConcurrentStreams = int64(l.MaxBodyBytes), uint32(l.MaxConcurrentStreams)
+		lim.Server = server // apisix.enable_server_tokens, as on the Admin API
 		eng := std.New(dp, lim, log)
 		engines = append(engines, eng)
 		// sluice.engine: fast serves HTTP/1.1 on raw sockets; h2 on TLS

@@ -134,7 +134,15 @@ func SetResponseHeaders(h engine.Header, c *engine.Ctx, status int, opt *Options
 	if len(c.UpstreamStatus) > 0 && (status >= 500 || opt.ShowUpstreamStatus) {
 		h["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
 	}
-	h["Server"] = serverHeader
+	h["Server"] = serverOf(c)
+}
+
+// serverOf is the Server header value c's engine sends.
+func serverOf(c *engine.Ctx) []string {
+	if c.ServerHeader != nil {
+		return c.ServerHeader
+	}
+	return serverHeader
 }
 
 // ReplyError answers c with nginx's error page for status once forwarding

@@ -31,7 +31,7 @@ func (f *Forwarder) tunnel(c *engine.Ctx, resp *http.Response) (int, error, bool
 	c.Status = http.StatusSwitchingProtocols
 
 	hdr := resp.Header.Clone()
-	hdr["Server"] = serverHeader
+	hdr["Server"] = serverOf(c)
 	head := &http.Response{StatusCode: resp.StatusCode, ProtoMajor: 1, ProtoMinor: 1, Header: hdr}
 	if err := head.Write(brw); err != nil {
 		return http.StatusSwitchingProtocols, nil, false

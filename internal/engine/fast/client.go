@@ -1160,7 +1160,7 @@ func (f *Forwarder) tunnel(c *engine.Ctx, cn *conn, uc *upConn, code int) (int, 
 	for _, fd := range uc.fields {
 		writeField(bw, fd.k, fd.v)
 	}
-	writeField(bw, "Server", serverName)
+	writeField(bw, "Server", cn.s.server[0])
 	bw.WriteString("\r\n")
 	if err := bw.Flush(); err != nil {
 		return http.StatusSwitchingProtocols, true, nil

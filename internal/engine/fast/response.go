@@ -12,13 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
-	"github.com/sluice-gw/sluice/internal/version"
 )
-
-// serverName is the Server header every response carries, as in std.
-const serverName = version.Server
-
-var serverHeader = []string{serverName}
 
 // bufferBeforeChunking is how much body the writer holds back before it
 // commits the header, so short responses get a Content-Length (net/http's
@@ -67,7 +61,7 @@ func (w *respWriter) WriteHeader(status int) {
 		return
 	}
 	h := w.cn.respHdr
-	h["Server"] = serverHeader
+	h["Server"] = w.cn.s.server
 	if status >= 100 && status < 200 && status != 101 {
 		bw := w.cn.bw
 		bw.WriteString("HTTP/1.1 ")

@@ -41,6 +41,7 @@ type Server struct {
 	h      engine.Handler
 	lim    std.Limits
 	logger *slog.Logger
+	server []string // the Server header value (Limits.Server)
 	h2     *std.Server // serves ALPN "h2" connections of ServeTLS
 
 	readers sync.Pool
@@ -61,7 +62,7 @@ func New(h engine.Handler, lim std.Limits, logger *slog.Logger, h2 *std.Server) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{h: h, lim: lim, logger: logger, h2: h2,
+	s := &Server{h: h, lim: lim, logger: logger, h2: h2, server: lim.ServerHeader(),
 		lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, readBufSize) }
 	s.writers.New = func() any { return bufio.NewWriterSize(nil, writeBufSize) }
@@ -435,7 +436,7 @@ func (cn *conn) reject(status int) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(statusLine(status))
 	bw.WriteString("\r\nServer: ")
-	bw.WriteString(serverName)
+	bw.WriteString(cn.s.server[0])
 	bw.WriteString("\r\nDate: ")
 	bw.Write(cn.s.date())
 	bw.WriteString("\r\nContent-Type: ")
@@ -830,6 +831,7 @@ func (cn *conn) readRequest() *httpError {
 	c.LocalAddr = cn.local
 	c.TLS = cn.tlsState
 	c.Scheme = "http"
+	c.ServerHeader = cn.s.server
 	if c.TLS != nil {
 		c.Scheme = "https"
 	}

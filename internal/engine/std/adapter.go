@@ -13,11 +13,8 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
-	"github.com/sluice-gw/sluice/internal/version"
 )
 
-// serverHeader is shared by every response; net/http never mutates it.
-var serverHeader = []string{version.Server}
 
 // reqState is what one request borrows from the pool: the Ctx, the
 // ResponseWriter adapter and the body limiter, so the adapter allocates
@@ -44,7 +41,7 @@ func (w *respWriter) WriteHeader(status int) {
 		return
 	}
 	h := w.w.Header()
-	h["Server"] = serverHeader
+	h["Server"] = w.c.ServerHeader
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
 		w.w.WriteHeader(status) // informational; the final status follows
 		return
@@ -124,7 +121,7 @@ func (b *limitedBody) Close() error { return b.r.Close() }
 
 func (s *Server) reject(w http.ResponseWriter, status int) {
 	h := w.Header()
-	h["Server"] = serverHeader
+	h["Server"] = s.server
 	h["Connection"] = []string{"close"}
 	h["Content-Type"] = []string{engine.ErrorPageContentType}
 	body := engine.ErrorPage(status)
@@ -274,13 +271,14 @@ func (s *Server) serveRequest(w http.ResponseWriter, r *http.Request) {
 		c.Scheme = "https"
 	}
 	c.Context = r.Context()
+	c.ServerHeader = s.server
 	st.rw = respWriter{w: w, c: c, sc: sc}
 	c.W = &st.rw
 
 	s.h.Serve(c)
 
 	if !st.rw.wroteHeader {
-		w.Header()["Server"] = serverHeader
+		w.Header()["Server"] = s.server
 	}
 	aborted := st.rw.aborted
 	st.rw = respWriter{}

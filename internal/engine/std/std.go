@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
+	"github.com/sluice-gw/sluice/internal/version"
 )
 
 // Limits bounds what one client can make the server hold.
@@ -54,6 +55,19 @@ type Limits struct {
 	// AllowBareLF accepts header lines ending in LF alone (RFC 9112 §2.2
 	// MAY, nginx accepts them); by default they get 400.
 	AllowBareLF bool
+	// Server is the Server header value of every response; "" means
+	// version.Server ("APISIX/<version>"). apisix.enable_server_tokens:
+	// false sets it to "APISIX".
+	Server string
+}
+
+// ServerHeader returns the Server header value lim asks for, as a shared
+// one-element slice (never mutated).
+func (lim *Limits) ServerHeader() []string {
+	if lim.Server == "" {
+		return []string{version.Server}
+	}
+	return []string{lim.Server}
 }
 
 // DefaultLimits returns the defaults documented on Limits.
@@ -81,6 +95,7 @@ type Server struct {
 	h      engine.Handler
 	lim    Limits
 	logger *slog.Logger
+	server []string // the Server header value (Limits.Server)
 	srv    *http.Server
 	h2c    bool
 	pool   sync.Pool // *reqState
@@ -102,7 +117,7 @@ func New(h engine.Handler, lim Limits, logger *slog.Logger, opts ...Option) *Ser
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{h: h, lim: lim, logger: logger}
+	s := &Server{h: h, lim: lim, logger: logger, server: lim.ServerHeader()}
 	for _, o := range opts {
 		o(s)
 	}
