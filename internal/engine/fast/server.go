@@ -41,7 +41,7 @@ type Server struct {
 	h      engine.Handler
 	lim    std.Limits
 	logger *slog.Logger
-	server []string // the Server header value (Limits.Server)
+	server []string    // the Server header value (Limits.Server)
 	h2     *std.Server // serves ALPN "h2" connections of ServeTLS
 
 	readers sync.Pool

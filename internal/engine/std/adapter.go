@@ -15,7 +15,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/engine"
 )
 
-
 // reqState is what one request borrows from the pool: the Ctx, the
 // ResponseWriter adapter and the body limiter, so the adapter allocates
 // nothing of its own per request.
