@@ -83,7 +83,7 @@ func (w *discardWriter) Flush() error                { return nil }
 // benchPlaneOf compiles the objects fill decodes into an empty snapshot
 // (all built-in plugins, radixtree_host_uri) and returns a data plane
 // serving it through proxy.Forwarder, with quiet logs.
-func benchPlaneOf(b *testing.B, fill func(s *Snapshot)) *dataPlane {
+func benchPlaneOf(b testing.TB, fill func(s *Snapshot)) *dataPlane {
 	reg, _ := plugin.NewRegistry(all.Defs(), nil)
 	s := &Snapshot{Objects: map[string]map[string]any{}}
 	fill(s)
@@ -154,7 +154,7 @@ func BenchmarkServeSeed(b *testing.B) {
 // trusting 127.0.0.1. It has no fast forwarder, so every request goes
 // through proxy.Forwarder as with sluice.engine: std (or h2 with engine
 // fast); BenchmarkServeFast adds one.
-func benchDataPlane(b *testing.B, origin string) *dataPlane {
+func benchDataPlane(b testing.TB, origin string) *dataPlane {
 	dp := benchPlaneOf(b, func(s *Snapshot) {
 		decodeInto(b, s, "upstreams", "1", fmt.Sprintf(`{"type":"roundrobin","nodes":{"%s":1}}`, origin))
 		decodeInto(b, s, "routes", "catchall", `{"uri":"/*","upstream_id":"1"}`)

@@ -14,7 +14,7 @@ import (
 
 // benchOrigin is an allocation-free HTTP/1.1 origin answering every
 // request with a 1 KiB body, like bench/run.sh's nginx origin.
-func benchOrigin(b *testing.B) string {
+func benchOrigin(b testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -88,7 +88,7 @@ func BenchmarkServeFast(b *testing.B) {
 
 // startFast serves dp with the fast engine (and its upstream client) on
 // a loopback listener and returns the address.
-func startFast(b *testing.B, dp *dataPlane) string {
+func startFast(b testing.TB, dp *dataPlane) string {
 	dp.fastFwd = fast.NewForwarder(quietLogger(), dp.fwd)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
