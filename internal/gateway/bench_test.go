@@ -165,7 +165,7 @@ func benchDataPlane(b testing.TB, origin string) *dataPlane {
 
 // startStd serves dp with the std engine on a loopback listener, over TLS
 // (ALPN h2, http/1.1) when tlsCfg is set, else cleartext with h2c.
-func startStd(b *testing.B, dp *dataPlane, tlsCfg *tls.Config) string {
+func startStd(b testing.TB, dp *dataPlane, tlsCfg *tls.Config) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -363,7 +363,7 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 	if timed {
 		lat = time.Since(start)
 	}
-	picked := st.picked[:st.npicked]
+	picked := st.picked
 	for i, n := range picked {
 		failed := i < len(picked)-1 || err != nil
 		// Every pick is released (least_conn counts), even when a
@@ -388,18 +388,21 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 // options, the balancer's tried set and the Picker (bound once per state)
 // cost no allocation per request.
 type fwdState struct {
-	d       *dataPlane
-	c       *engine.Ctx
-	r       *plugin.Request
-	data    *compiled
-	up      *upstream
-	chain   *plugin.Chain
-	opts    proxy.Options
-	tried   balancer.Tried
-	picked  [8]*balancer.Node
-	npicked int
-	hashKey string
-	pickFn  proxy.Picker
+	d     *dataPlane
+	c     *engine.Ctx
+	r     *plugin.Request
+	data  *compiled
+	up    *upstream
+	chain *plugin.Chain
+	opts  proxy.Options
+	tried balancer.Tried
+	// picked lists every node tried, so each is released (least_conn
+	// counts) and reported; it lives in pickedBuf unless a request makes
+	// more than 8 attempts.
+	picked    []*balancer.Node
+	pickedBuf [8]*balancer.Node
+	hashKey   string
+	pickFn    proxy.Picker
 }
 
 func (s *fwdState) release(p *sync.Pool) {
@@ -418,10 +421,10 @@ func (s *fwdState) pick(attempt int) (proxy.Target, bool) {
 		return proxy.Target{}, false
 	}
 	s.tried.Add(n)
-	if s.npicked < len(s.picked) {
-		s.picked[s.npicked] = n
-		s.npicked++
+	if s.picked == nil {
+		s.picked = s.pickedBuf[:0]
 	}
+	s.picked = append(s.picked, n)
 	t := up.target(c, n)
 	if d.resolver != nil {
 		if _, err := netip.ParseAddr(n.Host); err != nil {
