@@ -70,6 +70,9 @@ type upstream struct {
 	opts    proxy.Options
 	checker *balancer.Checker // nil without checks
 	tls     *tls.Config       // upstream TLS (verify, client certificate); nil = APISIX default
+	// hashVar is the variable chash hashes on (hash_on header, cookie or
+	// vars), named once here instead of per request.
+	hashVar string
 }
 
 // dataPlane serves traffic from the current snapshot.
@@ -339,7 +342,7 @@ func (d *dataPlane) forward(c *engine.Ctx, r *plugin.Request, data *compiled, rt
 		opts.PluginForwarded = orig.changed(c.Header)
 	}
 	if up.cfg.Type == "chash" {
-		st.hashKey = chashKey(c, up.cfg.HashOn, up.cfg.Key)
+		st.hashKey = chashKey(c, up.cfg.HashOn, up.hashVar, up.cfg.Key)
 	}
 	// Only the EWMA balancer uses the latency; a clock read costs.
 	var start time.Time
@@ -478,26 +481,38 @@ func (u *upstream) target(c *engine.Ctx, n *balancer.Node) proxy.Target {
 
 // chashKey resolves the consistent-hash key; missing keys fall back to the
 // client address as APISIX does.
-func chashKey(c *engine.Ctx, hashOn, key string) string {
+func chashKey(c *engine.Ctx, hashOn, hashVar, key string) string {
 	var v string
 	var ok bool
 	switch hashOn {
-	case "header":
-		v, ok = c.Var("http_" + strings.ToLower(strings.ReplaceAll(key, "-", "_")))
-	case "cookie":
-		v, ok = c.Var("cookie_" + key)
+	case "header", "cookie":
+		v, ok = c.Var(hashVar)
 	case "consumer":
 		v, ok = c.ConsumerName, c.ConsumerName != ""
 	case "vars_combinations":
 		v = expandVars(c, key)
 		ok = v != ""
 	default:
-		v, ok = c.Var(key)
+		v, ok = c.Var(hashVar)
 	}
 	if !ok || v == "" {
 		v, _ = c.Var("remote_addr")
 	}
 	return v
+}
+
+// hashVarName is the variable chash reads for hashOn and key: the
+// header's http_* variable, the cookie's cookie_* variable, or key itself
+// (hash_on vars).
+func hashVarName(hashOn, key string) string {
+	switch hashOn {
+	case "header":
+		return "http_" + strings.ToLower(strings.ReplaceAll(key, "-", "_"))
+	case "cookie":
+		return "cookie_" + key
+	default:
+		return key
+	}
 }
 
 // expandVars replaces $name references in a vars_combinations template.
@@ -568,7 +583,7 @@ func newUpstream(u *resource.Upstream, prev map[string]*upstream, hc healthEnv) 
 	if err != nil {
 		return nil, err
 	}
-	out := &upstream{hash: hash, cfg: u, bal: bal}
+	out := &upstream{hash: hash, cfg: u, bal: bal, hashVar: hashVarName(u.HashOn, u.Key)}
 	if ut := u.TLS; ut != nil {
 		cfg := &tls.Config{InsecureSkipVerify: !ut.Verify} //nolint:gosec // APISIX verifies upstreams only when asked
 		if cert != "" {
