@@ -2,6 +2,7 @@ package fast
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"slices"
@@ -22,7 +23,9 @@ func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 	if wantH2 {
 		h2ln = newChanListener(ln.Addr())
 		go func() {
-			if err := s.h2.ServeTLS(h2ln, cfg); err != nil {
+			// The hand-off listener closes when this Serve returns
+			// (shutdown): that is not worth a warning.
+			if err := s.h2.ServeTLS(h2ln, cfg); err != nil && !errors.Is(err, net.ErrClosed) {
 				s.logger.Warn("h2 hand-off listener stopped", "err", err)
 			}
 		}()
