@@ -160,3 +160,23 @@ func TestIsHopByHop(t *testing.T) {
 		}
 	}
 }
+
+func TestOriginFormAndNormHost(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/a?b", "/a?b"}, {"http://h/p?q", "/p?q"}, {"http://h?q", "/?q"}, {"http://h", "/"}, {"*", "*"},
+	} {
+		if got := OriginForm(tc.in); got != tc.want {
+			t.Errorf("OriginForm(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"Example.COM:8080", "example.com"}, {"a.b.", "a.b"}, {"[::1]:80", "[::1]"}, {"host", "host"},
+	} {
+		if got := NormHost(tc.in); got != tc.want {
+			t.Errorf("NormHost(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { NormHost("example.com:80") }); n != 0 {
+		t.Errorf("NormHost of a lowercase host allocates %v times", n)
+	}
+}

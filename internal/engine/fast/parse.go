@@ -287,25 +287,6 @@ func parseContentLength(s string) (int64, bool) {
 	return int64(n), true
 }
 
-// normHost lowercases the host, drops the port and a trailing dot (nginx
-// $host); the same rules as the std engine.
-func normHost(h string) string {
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i > 0 {
-			h = h[:i+1]
-		}
-	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
-		h = h[:i]
-	}
-	h = strings.TrimSuffix(h, ".")
-	for i := 0; i < len(h); i++ {
-		if 'A' <= h[i] && h[i] <= 'Z' {
-			return strings.ToLower(h)
-		}
-	}
-	return h
-}
-
 // checkTarget gives url.ParseRequestURI's verdict on a request target,
 // which net/http reaches before the header, so both engines refuse the
 // same targets at the same point. Origin-form (the common case) is checked
@@ -346,24 +327,6 @@ func checkTarget(method string, target []byte) (host string, ok bool) {
 		return "", false
 	}
 	return u.Host, true
-}
-
-// originForm turns an absolute-form target into its origin form exactly
-// as the std engine does (net/http already took the host from it).
-func originForm(uri string) string {
-	i := strings.Index(uri, "://")
-	if i < 0 {
-		return uri // "*" or authority-form; NormalizePath rejects them
-	}
-	rest := uri[i+3:]
-	j := strings.IndexAny(rest, "/?")
-	if j < 0 {
-		return "/"
-	}
-	if rest[j] == '?' {
-		return "/" + rest[j:]
-	}
-	return rest[j:]
 }
 
 // parseVersion parses HTTP/x.y as net/http's ParseHTTPVersion; only

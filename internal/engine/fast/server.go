@@ -753,7 +753,7 @@ func (cn *conn) readRequest() *httpError {
 	}
 	badTarget := false
 	if uri != "*" && uri[0] != '/' {
-		uri = originForm(uri)
+		uri = engine.OriginForm(uri)
 	} else if uri == "*" && c.Method != "OPTIONS" {
 		badTarget = true
 	}
@@ -825,7 +825,7 @@ func (cn *conn) readRequest() *httpError {
 	c.Path = path
 	c.Query = query
 	c.RawHost = rawHost
-	c.Host = normHost(rawHost)
+	c.Host = engine.NormHost(rawHost)
 	c.Header = h
 	c.SetRemote(cn.remote, cn.remoteText)
 	c.LocalAddr = cn.local

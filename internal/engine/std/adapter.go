@@ -226,7 +226,7 @@ func (s *Server) serveRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	uri := r.RequestURI
 	if uri != "" && uri[0] != '/' {
-		uri = originForm(uri)
+		uri = engine.OriginForm(uri)
 	}
 	rawPath, query := engine.SplitRequestURI(uri)
 	path, ok := engine.NormalizePath(rawPath)
@@ -245,7 +245,7 @@ func (s *Server) serveRequest(w http.ResponseWriter, r *http.Request) {
 	c.Path = path
 	c.Query = query
 	c.RawHost = r.Host
-	c.Host = normHost(r.Host)
+	c.Host = engine.NormHost(r.Host)
 	hdr := engine.Header(r.Header)
 	dropUnderscoreHeaders(hdr)
 	hdr.RemoveConnectionListed()
@@ -287,39 +287,6 @@ func (s *Server) serveRequest(w http.ResponseWriter, r *http.Request) {
 	if aborted {
 		panic(http.ErrAbortHandler)
 	}
-}
-
-// originForm turns an absolute-form target (http://host/p?q) into its
-// origin form; net/http already took the host from it (RFC 9112 §3.2.2:
-// absolute-form wins over Host), so routing and forwarding agree.
-func originForm(uri string) string {
-	i := strings.Index(uri, "://")
-	if i < 0 {
-		return uri // "*" or authority-form; NormalizePath rejects them
-	}
-	rest := uri[i+3:]
-	j := strings.IndexAny(rest, "/?")
-	if j < 0 {
-		return "/"
-	}
-	if rest[j] == '?' {
-		return "/" + rest[j:]
-	}
-	return rest[j:]
-}
-
-// normHost lowercases the host, drops the port and a trailing dot, as
-// nginx's $host; it does not allocate for already-lowercase hosts.
-func normHost(h string) string {
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i > 0 {
-			h = h[:i+1]
-		}
-	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
-		h = h[:i]
-	}
-	h = strings.TrimSuffix(h, ".")
-	return strings.ToLower(h)
 }
 
 // dropUnderscoreHeaders removes header names with '_' as nginx does by
