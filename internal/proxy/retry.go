@@ -129,15 +129,16 @@ func AttemptFailed(c *engine.Ctx, err error, clientGone, timedOut bool, sent int
 // SetResponseHeaders adds what the gateway sets on an answer to a proxied
 // request with status: X-APISIX-Upstream-Status listing the attempts'
 // statuses (when there were any, and the status is a 5xx or
-// opt.ShowUpstreamStatus asks for it always) and Server.
+// opt.ShowUpstreamStatus asks for it always). Server is not set here:
+// both engines set it on every response when the head is written.
 func SetResponseHeaders(h engine.Header, c *engine.Ctx, status int, opt *Options) {
 	if len(c.UpstreamStatus) > 0 && (status >= 500 || opt.ShowUpstreamStatus) {
 		h["X-Apisix-Upstream-Status"] = []string{engine.FormatStatusList(c.UpstreamStatus)}
 	}
-	h["Server"] = serverOf(c)
 }
 
-// serverOf is the Server header value c's engine sends.
+// serverOf is the Server header value c's engine sends, for a head the
+// forwarder writes itself (a WebSocket 101 on a hijacked connection).
 func serverOf(c *engine.Ctx) []string {
 	if c.ServerHeader != nil {
 		return c.ServerHeader
