@@ -8,73 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/engine/enginetest"
 	"github.com/sluice-gw/sluice/internal/engine/fast"
 	"github.com/sluice-gw/sluice/internal/engine/std"
 )
 
 // benchOrigin is an allocation-free HTTP/1.1 origin answering every
 // request with a 1 KiB body, like bench/run.sh's nginx origin.
-func benchOrigin(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1024\r\nX-Bench-Origin: 1\r\n\r\n" + strings.Repeat("x", 1024))
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					for {
-						l, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(l) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+func benchOrigin(b testing.TB) string { return enginetest.Origin(b, benchResponse) }
+
+var benchResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1024\r\nX-Bench-Origin: 1\r\n\r\n" + strings.Repeat("x", 1024))
 
 // skipResponse reads one Content-Length response without allocating.
-func skipResponse(br *bufio.Reader) (int, error) {
-	cl, status := 0, 0
-	for first := true; ; first = false {
-		l, err := br.ReadSlice('\n')
-		if err != nil {
-			return 0, err
-		}
-		if first && len(l) > 12 {
-			status = int(l[9]-'0')*100 + int(l[10]-'0')*10 + int(l[11]-'0')
-		}
-		if len(l) <= 2 {
-			break
-		}
-		if len(l) > 16 && strings.EqualFold(string(l[:15]), "content-length:") {
-			for _, d := range l[15:] {
-				if d >= '0' && d <= '9' {
-					cl = cl*10 + int(d-'0')
-				}
-			}
-		}
-	}
-	_, err := br.Discard(cl)
-	return status, err
-}
+var skipResponse = enginetest.ReadResponse
 
 // BenchmarkServeFast is the whole plain proxy path on the fast engine
 // (what bench/run.sh profile a measures): a keep-alive client, the fast

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
+	"github.com/sluice-gw/sluice/internal/engine/enginetest"
 	"github.com/sluice-gw/sluice/internal/engine/std"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
@@ -147,62 +148,9 @@ func TestFraming(t *testing.T) {
 	}
 }
 
-// rawOrigin is an allocation-free keep-alive origin for benchmarks: it
-// reads body-less request heads and answers each with a fixed response.
+// rawOrigin is an allocation-free keep-alive origin for benchmarks.
 func rawOrigin(b *testing.B) string {
-	ln := listen(b)
-	b.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello world!\n")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					for {
-						l, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(l) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// readResponse reads one Content-Length response without allocating.
-func readResponse(br *bufio.Reader) error {
-	cl := 0
-	for {
-		l, err := br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(l) <= 2 {
-			break
-		}
-		if len(l) > 16 && (l[0] == 'C' || l[0] == 'c') && strings.EqualFold(string(l[:15]), "content-length:") {
-			for _, d := range l[15:] {
-				if d >= '0' && d <= '9' {
-					cl = cl*10 + int(d-'0')
-				}
-			}
-		}
-	}
-	_, err := br.Discard(cl)
-	return err
+	return enginetest.Origin(b, []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello world!\n"))
 }
 
 // BenchmarkProxy measures client -> engine -> forwarder -> origin on one
@@ -228,7 +176,7 @@ func BenchmarkProxy(b *testing.B) {
 			req := []byte("GET /bench HTTP/1.1\r\nHost: bench.local:9080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
 			for i := 0; i < 100; i++ { // warm pools and string caches
 				c.Write(req)
-				if err := readResponse(br); err != nil {
+				if _, err := enginetest.ReadResponse(br); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -238,7 +186,7 @@ func BenchmarkProxy(b *testing.B) {
 				if _, err := c.Write(req); err != nil {
 					b.Fatal(err)
 				}
-				if err := readResponse(br); err != nil {
+				if _, err := enginetest.ReadResponse(br); err != nil {
 					b.Fatal(err)
 				}
 			}
