@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -81,21 +80,11 @@ func (p *pkiCert) tlsCert(chain ...*pkiCert) tls.Certificate {
 	return c
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startTLSGateway runs a gateway with a TLS proxy listener on the returned
 // port, on the given engine.
 func startTLSGateway(t *testing.T, engine string) (*plugintest.Gateway, int) {
 	t.Helper()
-	port := freeTCPPort(t)
+	port := plugintest.FreePort(t)
 	g := plugintest.Start(t, nil, func(c *config.Config) {
 		c.Sluice.Engine = engine
 		c.Apisix.SSL.Enable = true

@@ -33,7 +33,9 @@ type Gateway struct {
 	ProxyURL string
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a loopback TCP port that was free a moment ago (another
+// process may take it before use; Start retries for its own ports).
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,7 +65,7 @@ func Start(t testing.TB, defs []*plugin.Def, mutate func(*config.Config)) *Gatew
 
 func startOnce(t testing.TB, defs []*plugin.Def, mutate func(*config.Config)) (*Gateway, error) {
 	cfg := config.Default()
-	ap, hp := freePort(t), freePort(t)
+	ap, hp := FreePort(t), FreePort(t)
 	cfg.Apisix.NodeListen = []config.Listen{{IP: "127.0.0.1", Port: hp}}
 	cfg.Apisix.SSL.Enable = false
 	cfg.Deployment.Admin.AdminListen = config.Listen{IP: "127.0.0.1", Port: ap}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -19,20 +18,10 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugins/plugintest"
 )
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // start runs a gateway whose prometheus export server listens on a free
 // port; attr entries are added to plugin_attr.prometheus.
 func start(t *testing.T, attr map[string]any) (*plugintest.Gateway, string) {
-	port := freePort(t)
+	port := plugintest.FreePort(t)
 	a := map[string]any{"export_addr": map[string]any{"ip": "127.0.0.1", "port": port}}
 	for k, v := range attr {
 		a[k] = v
@@ -288,7 +277,7 @@ func TestParseAttr(t *testing.T) {
 }
 
 func TestOneServerPerShared(t *testing.T) {
-	port := freePort(t)
+	port := plugintest.FreePort(t)
 	shared := &plugin.Shared{}
 	attr := map[string]any{"export_addr": map[string]any{"ip": "127.0.0.1", "port": port}}
 	var wg sync.WaitGroup
