@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,15 +15,39 @@ import (
 // cancelled when the disconnect watcher sees the client go away, and when
 // the request ends (as net/http cancels a request's context after
 // ServeHTTP returns).
+//
+// Because the value is reused, nobody may observe it between one request's
+// cancellation and the next request's start: a context derived from it
+// (context.WithTimeout in a plugin) reads Err() after Done() closes, and
+// would find the next request's nil. So connCtx implements AfterFunc,
+// which the context package uses instead of a watching goroutine: derived
+// contexts are cancelled synchronously by cancel, and start waits until
+// every callback has returned.
 type connCtx struct {
 	mu       sync.Mutex
+	idle     sync.Cond // signalled when pending drops to 0
 	done     chan struct{}
 	err      error
 	onCancel func()
+	afters   []afterFunc // registered by AfterFunc, not yet run
+	running  []afterFunc // being run by cancel
+	pending  int         // callbacks being run
+	seq      uint64
+}
+
+type afterFunc struct {
+	id uint64
+	f  func()
 }
 
 func (x *connCtx) start(*conn) {
 	x.mu.Lock()
+	if x.idle.L == nil {
+		x.idle.L = &x.mu
+	}
+	for x.pending > 0 {
+		x.idle.Wait()
+	}
 	x.done, x.err, x.onCancel = nil, nil, nil
 	x.mu.Unlock()
 }
@@ -55,11 +80,57 @@ func (x *connCtx) Err() error {
 // Value returns nil: the engine stores nothing in the context.
 func (x *connCtx) Value(any) any { return nil }
 
+// AfterFunc arranges for f to run once the request is cancelled (at once,
+// in its own goroutine, if it already is); the returned stop unregisters
+// f and reports whether it did. The context package finds this method and
+// uses it for contexts derived from this one.
+func (x *connCtx) AfterFunc(f func()) (stop func() bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.idle.L == nil {
+		x.idle.L = &x.mu
+	}
+	if x.err != nil {
+		x.pending++
+		go func() {
+			f()
+			x.release()
+		}()
+		return func() bool { return false }
+	}
+	x.seq++
+	id := x.seq
+	x.afters = append(x.afters, afterFunc{id, f})
+	return func() bool {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		for i, a := range x.afters {
+			if a.id == id {
+				x.afters = slices.Delete(x.afters, i, i+1)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func (x *connCtx) release() {
+	x.mu.Lock()
+	x.pending--
+	if x.pending == 0 {
+		x.idle.Broadcast()
+	}
+	x.mu.Unlock()
+}
+
 func (x *connCtx) cancel(err error) {
 	x.mu.Lock()
 	if x.err != nil {
 		x.mu.Unlock()
 		return
+	}
+	if x.idle.L == nil {
+		x.idle.L = &x.mu
 	}
 	x.err = err
 	if x.done != nil {
@@ -67,9 +138,26 @@ func (x *connCtx) cancel(err error) {
 	}
 	f := x.onCancel
 	x.onCancel = nil
+	var run []afterFunc
+	if len(x.afters) > 0 {
+		x.running = append(x.running[:0], x.afters...)
+		clear(x.afters)
+		x.afters = x.afters[:0]
+		run = x.running
+		x.pending++
+	}
 	x.mu.Unlock()
 	if f != nil {
 		f()
+	}
+	if run != nil {
+		// Callbacks run without the lock: a derived context's cancel
+		// calls back into Err and into its stop function.
+		for _, a := range run {
+			a.f()
+		}
+		clear(run)
+		x.release()
 	}
 }
 
