@@ -17,7 +17,10 @@ import (
 // request with a 1 KiB body, like bench/run.sh's nginx origin.
 func benchOrigin(b testing.TB) string { return enginetest.Origin(b, benchResponse) }
 
-var benchResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1024\r\nX-Bench-Origin: 1\r\n\r\n" + strings.Repeat("x", 1024))
+// benchResponse has the head nginx (bench/run.sh's origin) sends.
+var benchResponse = []byte("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 02:00:00 GMT\r\n" +
+	"Content-Type: application/octet-stream\r\nContent-Length: 1024\r\nConnection: keep-alive\r\nX-Bench-Origin: 1\r\n\r\n" +
+	strings.Repeat("x", 1024))
 
 // skipResponse reads one Content-Length response without allocating.
 var skipResponse = enginetest.ReadResponse

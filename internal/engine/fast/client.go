@@ -133,6 +133,7 @@ type upConn struct {
 	lastUsed time.Time
 	long     []byte
 	fields   []field
+	connVals []string // backing array of respHead.connListed
 	trailer  engine.Header
 	body     body
 	// rd is what br reads from: the socket under the read timeout and
@@ -1029,7 +1030,7 @@ func (h *respHead) interim() bool { return h.code >= 100 && h.code < 200 && h.co
 // readHead reads one response head (status line and fields, into
 // uc.fields) with the response parser's strict rules.
 func (uc *upConn) readHead(h *respHead) error {
-	*h = respHead{}
+	*h = respHead{connListed: uc.connVals[:0]}
 	uc.fields = uc.fields[:0]
 	var bare bool
 	line, headBytes, err := readLine(uc.br, &uc.long, maxRespHead, true, &bare)
@@ -1062,6 +1063,7 @@ func (uc *upConn) readHead(h *respHead) error {
 			return errBadResponse
 		}
 		if len(l) == 0 {
+			uc.connVals = h.connListed // keep the backing array
 			return nil
 		}
 		name, v, ok := splitField(l)
