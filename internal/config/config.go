@@ -36,6 +36,29 @@ func (l Listen) Addr() string {
 	return fmt.Sprintf("%s:%d", l.IP, l.Port)
 }
 
+// StreamListen is one apisix.stream_proxy entry. TCP entries may be a
+// port (9100), an "ip:port" string, a port range ("9100-9102", also after
+// an ip) or a map {addr, tls, proxy_protocol, proxy_protocol_to_upstream};
+// UDP entries a port or a string.
+type StreamListen struct {
+	// IP to bind; "" means all interfaces, as nginx's `listen 9100`.
+	IP string
+	// Port in 1..65535 (checked by Validate).
+	Port int
+	// TLS terminates TLS on the listener (TCP only).
+	TLS bool
+	// ProxyProtocol and ProxyProtocolToUpstream are APISIX's PROXY
+	// protocol switches; Sluice does not speak the PROXY protocol yet, so
+	// Validate refuses them when true rather than corrupting the stream.
+	ProxyProtocol           bool
+	ProxyProtocolToUpstream bool
+}
+
+// Addr returns the address in the form net.Listen expects.
+func (l StreamListen) Addr() string {
+	return Listen{IP: l.IP, Port: l.Port}.Addr()
+}
+
 // AdminKey is one entry of deployment.admin.admin_key.
 type AdminKey struct {
 	// Name is a label for logs; it is never used for authentication.
@@ -84,6 +107,17 @@ type Config struct {
 		}
 		// ProxyMode is http (default), stream or http&stream.
 		ProxyMode string
+		// StreamProxy is `apisix.stream_proxy`: the L4 (TCP/UDP) proxy
+		// listeners, started only when ProxyMode contains "stream"
+		// (docs/stream.md). Port ranges ("9100-9102") are expanded into one
+		// entry per port when parsed.
+		StreamProxy struct {
+			// TCP are the TCP listeners; an entry's TLS terminates TLS with
+			// the SSL objects' certificates, as an `ssl` nginx listen does.
+			TCP []StreamListen
+			// UDP are the UDP listeners.
+			UDP []StreamListen
+		}
 		// EnableServerTokens puts the version in the Server header.
 		EnableServerTokens bool
 		// ShowUpstreamStatusInResponseHeader adds X-APISIX-Upstream-Status on

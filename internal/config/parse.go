@@ -36,6 +36,12 @@ func Parse(data []byte, file string) (c *Config, warns []Warning, err error) {
 		d.decodeRoot(c, root)
 	}
 	warns = d.warnings()
+	if sp := c.Apisix.StreamProxy; (len(sp.TCP) > 0 || len(sp.UDP) > 0) && !strings.Contains(c.Apisix.ProxyMode, "stream") {
+		// APISIX's CLI skips stream_proxy outside the stream modes; say so
+		// instead of leaving the operator to wonder why nothing listens.
+		warns = append(warns, Warning{File: file, Line: d.lines["apisix.stream_proxy"],
+			Msg: fmt.Sprintf("apisix.stream_proxy is ignored: apisix.proxy_mode is %q (use \"http&stream\" or \"stream\")", c.Apisix.ProxyMode)})
+	}
 	if len(d.errs) > 0 {
 		return nil, warns, d.errs.asError()
 	}
@@ -490,6 +496,14 @@ func (d *decoder) decodeApisix(c *Config, path string, n *yaml.Node) {
 			}, false)
 		},
 		"proxy_mode":           strs(&a.ProxyMode),
+		"stream_proxy": func(p string, v *yaml.Node) {
+			d.fields(p, v, map[string]handler{
+				"tcp": func(p string, v *yaml.Node) { d.streamListens(p, v, &a.StreamProxy.TCP, true) },
+				"udp": func(p string, v *yaml.Node) { d.streamListens(p, v, &a.StreamProxy.UDP, false) },
+				// APISIX 2.x's "only: true" (no HTTP proxy) became
+				// proxy_mode: stream; it is accepted and ignored.
+			}, false)
+		},
 		"enable_server_tokens": bools(&a.EnableServerTokens),
 		"show_upstream_status_in_response_header": bools(&a.ShowUpstreamStatusInResponseHeader),
 		"delete_uri_tail_slash":                   bools(&a.DeleteURITailSlash),
@@ -683,4 +697,120 @@ func (d *decoder) decodeSluice(c *Config, path string, n *yaml.Node) {
 			}, true)
 		},
 	}, true)
+}
+
+const streamWant = "expected a port, an \"ip:port\" string or a port range"
+
+// streamListens decodes apisix.stream_proxy.tcp or .udp: a list (APISIX's
+// schema wants an array with at least one item) of ports, "ip:port"
+// strings and, for TCP, {addr, tls, proxy_protocol,
+// proxy_protocol_to_upstream} maps. Port ranges become one entry per port.
+func (d *decoder) streamListens(p string, v *yaml.Node, dst *[]StreamListen, tcp bool) {
+	v = resolve(v)
+	if isNull(v) {
+		return
+	}
+	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+		d.errorf(v, p, "expected a non-empty list, got %s", describe(v))
+		return
+	}
+	var out []StreamListen
+	ok := true
+	for i, item := range v.Content {
+		ip := index(p, i)
+		item = resolve(item)
+		var l StreamListen
+		addr := item
+		if tcp && item.Kind == yaml.MappingNode {
+			addr = nil
+			before := len(d.errs)
+			d.fields(ip, item, map[string]handler{
+				"addr":                       func(_ string, v *yaml.Node) { addr = resolve(v) },
+				"tls":                        func(p string, v *yaml.Node) { d.boolean(p, v, &l.TLS) },
+				"proxy_protocol":             func(p string, v *yaml.Node) { d.boolean(p, v, &l.ProxyProtocol) },
+				"proxy_protocol_to_upstream": func(p string, v *yaml.Node) { d.boolean(p, v, &l.ProxyProtocolToUpstream) },
+			}, false)
+			if len(d.errs) != before {
+				ok = false
+				continue
+			}
+			if addr == nil {
+				d.errorf(item, ip, "addr is required")
+				ok = false
+				continue
+			}
+			ip = join(ip, "addr")
+		}
+		s, good := scalarString(addr)
+		if !good || addr.ShortTag() != "!!int" && addr.ShortTag() != "!!str" {
+			want := streamWant
+			if tcp {
+				want += " or an {addr, tls} map"
+			}
+			d.errorf(addr, ip, "%s, got %s", want, describe(addr))
+			ok = false
+			continue
+		}
+		host, lo, hi, err := parseStreamAddr(s)
+		if err != nil {
+			d.errorf(addr, ip, "%v", err)
+			ok = false
+			continue
+		}
+		l.IP = host
+		for port := lo; port <= hi; port++ {
+			// Validate names entries by their index after range
+			// expansion; each points at the line it came from.
+			d.lines[index(p, len(out))] = item.Line
+			l.Port = port
+			out = append(out, l)
+		}
+	}
+	if ok {
+		*dst = out
+	}
+}
+
+// maxStreamRange caps a port range so that a typo ("1-65535") cannot make
+// the gateway open tens of thousands of sockets.
+const maxStreamRange = 1024
+
+// parseStreamAddr splits "port", "ip:port", "[v6]:port" and the same with
+// "lo-hi" instead of a port. Ports outside 1..65535 are left for Validate;
+// a malformed string is an error here.
+func parseStreamAddr(s string) (ip string, lo, hi int, err error) {
+	ports := s
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.Index(s, "]")
+		if end < 0 || end+1 >= len(s) || s[end+1] != ':' {
+			return "", 0, 0, fmt.Errorf("%q: expected [ipv6]:port", s)
+		}
+		ip, ports = s[1:end], s[end+2:]
+	case strings.Count(s, ":") == 1:
+		i := strings.IndexByte(s, ':')
+		ip, ports = s[:i], s[i+1:]
+	case strings.Contains(s, ":"):
+		return "", 0, 0, fmt.Errorf("%q: write IPv6 addresses as [ipv6]:port", s)
+	}
+	a, b, isRange := strings.Cut(ports, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi = lo
+	var err2 error
+	if isRange {
+		hi, err2 = strconv.Atoi(b)
+	}
+	if err1 != nil || err2 != nil || lo < 0 || hi < 0 || strings.HasPrefix(a, "+") || strings.HasPrefix(b, "+") {
+		return "", 0, 0, fmt.Errorf("%q: %s", s, streamWant)
+	}
+	if hi < lo {
+		return "", 0, 0, fmt.Errorf("%q: port range ends before it starts", s)
+	}
+	if hi-lo >= maxStreamRange {
+		return "", 0, 0, fmt.Errorf("%q: a port range may hold at most %d ports", s, maxStreamRange)
+	}
+	if ip == "*" {
+		ip = ""
+	}
+	return ip, lo, hi, nil
 }

@@ -126,6 +126,30 @@ func (v *validator) apisix() {
 			ls = append(ls, listener{"deployment.admin.admin_listen", l})
 		}
 	}
+	if strings.Contains(a.ProxyMode, "stream") {
+		// stream_proxy counts only in the stream modes, as in APISIX's
+		// CLI; its TCP ports share the namespace of the HTTP listeners.
+		for i, l := range a.StreamProxy.TCP {
+			k := index("apisix.stream_proxy.tcp", i)
+			if v.streamListen(k, l) {
+				ls = append(ls, listener{k, Listen{IP: l.IP, Port: l.Port}})
+			}
+		}
+		var us []listener
+		for i, l := range a.StreamProxy.UDP {
+			k := index("apisix.stream_proxy.udp", i)
+			if !v.streamListen(k, l) {
+				continue
+			}
+			for _, o := range us {
+				if o.l.Port == l.Port && sameHost(o.l.IP, l.IP) {
+					v.add(k, "port %d conflicts with %s", l.Port, o.key)
+					break
+				}
+			}
+			us = append(us, listener{k, Listen{IP: l.IP, Port: l.Port}})
+		}
+	}
 	for i := range ls {
 		for j := 0; j < i; j++ {
 			if ls[i].l.Port == ls[j].l.Port && sameHost(ls[i].l.IP, ls[j].l.IP) {
@@ -163,6 +187,18 @@ func (v *validator) apisix() {
 				"must be 16 bytes (AES-128) or 32 bytes (AES-256) long, got %d bytes", len(k))
 		}
 	}
+}
+
+// streamListen checks one stream_proxy entry.
+func (v *validator) streamListen(key string, l StreamListen) bool {
+	ok := v.listen(key, Listen{IP: l.IP, Port: l.Port})
+	if l.ProxyProtocol || l.ProxyProtocolToUpstream {
+		// Ignoring them would hand the PROXY header to the upstream as
+		// payload (or leave it out where the upstream expects it).
+		v.add(key, "proxy_protocol and proxy_protocol_to_upstream are not supported by Sluice yet")
+		ok = false
+	}
+	return ok
 }
 
 // addrs checks a list of IPs or CIDRs (APISIX's ip_def).

@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/store/bolt"
 	"github.com/sluice-gw/sluice/internal/store/etcd"
 	"github.com/sluice-gw/sluice/internal/store/yamlfile"
+	"github.com/sluice-gw/sluice/internal/stream"
 	"github.com/sluice-gw/sluice/internal/version"
 )
 
@@ -95,6 +96,12 @@ func Run(ctx context.Context, opt Options) error {
 	hc := healthEnv{enabled: !cfg.Apisix.DisableUpstreamHealthcheck, ctx: runCtx, logger: log}
 	builder := NewBuilder(st, log, compileFunc(cfg.Apisix.Router.HTTP, hc, reg, shared, cfg.PluginAttr), decrypter(keyring, reg))
 	builder.releaseIdle = cfg.Sluice.Memory.ReleaseIdle
+	// The stream proxy (apisix.stream_proxy) runs in the stream modes, on
+	// every role that serves traffic.
+	streamMode := strings.Contains(cfg.Apisix.ProxyMode, "stream") && cfg.Deployment.Role != "control_plane"
+	if streamMode {
+		builder.compileStream = streamCompileFunc(hc, log)
+	}
 	// sluice.memory.limit: a soft limit for the runtime, unless
 	// GOMEMLIMIT already set one; the previous limit comes back when Run
 	// returns (tests run several gateways in one process).
@@ -255,6 +262,14 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}
 
+	var streamSrv *stream.Server
+	if streamMode {
+		streamSrv, err = serveStream(cfg, builder, log, errc)
+		if err != nil {
+			return err
+		}
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -263,6 +278,18 @@ func Run(ctx context.Context, opt Options) error {
 	log.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.Sluice.ShutdownTimeout)
 	defer scancel()
+	// Stream sessions drain while the HTTP engines shut down, within the
+	// same shutdown_timeout.
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		if streamSrv != nil {
+			if err := streamSrv.Shutdown(sctx); err != nil {
+				log.Warn("stream proxy shutdown did not finish in time; connections closed", "err", err)
+			}
+		}
+	}()
+	defer func() { <-streamDone }()
 	for _, e := range fastEngines {
 		if err := e.Shutdown(sctx); err != nil {
 			log.Warn("fast data plane shutdown did not finish in time", "err", err)
@@ -282,6 +309,61 @@ func Run(ctx context.Context, opt Options) error {
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// serveStream starts the apisix.stream_proxy listeners. A listener that
+// cannot bind fails Run, as an HTTP listener does; one that fails later
+// is reported on errc.
+func serveStream(cfg *config.Config, builder *Builder, log *slog.Logger, errc chan<- error) (*stream.Server, error) {
+	sp := cfg.Apisix.StreamProxy
+	if len(sp.TCP) == 0 && len(sp.UDP) == 0 {
+		log.Warn("apisix.proxy_mode includes stream but apisix.stream_proxy lists no tcp or udp listener; stream_routes serve nothing")
+	}
+	var tc *tls.Config
+	for _, l := range sp.TCP {
+		if l.TLS {
+			// Certificates come from the SSL objects by SNI, as on the
+			// HTTPS listeners; no ALPN is offered on a byte stream.
+			base := tlsConfig(builder, cfg.Apisix.SSL.FallbackSNI, false, cfg.Apisix.SSL.SSLProtocols)
+			tc = &tls.Config{MinVersion: base.MinVersion, GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+				c, err := base.GetConfigForClient(h)
+				if c != nil {
+					c = c.Clone()
+					c.NextProtos = nil
+				}
+				return c, err
+			}}
+			break
+		}
+	}
+	srv := stream.New(stream.Options{Logger: log, Table: builder.streamTable, TLS: tc})
+	report := func(name string, err error) {
+		if err != nil && !errors.Is(err, stream.ErrServerClosed) {
+			select {
+			case errc <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+		}
+	}
+	for _, l := range sp.TCP {
+		ln, err := net.Listen("tcp", l.Addr())
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return nil, fmt.Errorf("stream tcp listener: %w", err)
+		}
+		log.Info("listening", "listener", "stream tcp", "addr", ln.Addr().String(), "tls", l.TLS)
+		go func() { report("stream tcp", srv.ServeTCP(ln, l.TLS)) }()
+	}
+	for _, l := range sp.UDP {
+		pc, err := net.ListenPacket("udp", l.Addr())
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return nil, fmt.Errorf("stream udp listener: %w", err)
+		}
+		log.Info("listening", "listener", "stream udp", "addr", pc.LocalAddr().String())
+		go func() { report("stream udp", srv.ServeUDP(pc.(*net.UDPConn))) }()
+	}
+	return srv, nil
 }
 
 // openStore opens the configuration store that

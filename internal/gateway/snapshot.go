@@ -6,9 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/resource"
 	"github.com/sluice-gw/sluice/internal/store"
+	"github.com/sluice-gw/sluice/internal/stream"
 )
 
 // BuildError reports one stored object that could not be built. It is left
@@ -41,6 +46,9 @@ type Snapshot struct {
 	// Data is the data plane's compiled form (router, upstreams), built by
 	// the compile hook; nil when no hook is set.
 	Data any
+	// stream is the compiled stream_routes; nil outside the stream proxy
+	// modes.
+	stream *streamCompiled
 }
 
 // Get returns one decoded object.
@@ -64,6 +72,9 @@ type Builder struct {
 	logger  *slog.Logger
 	compile CompileFunc
 	decrypt DecryptFunc
+	// compileStream compiles stream_routes after compile (it reuses the
+	// upstreams compile built); nil when proxy_mode has no stream.
+	compileStream func(s, prev *Snapshot) (*streamCompiled, []BuildError)
 	current atomic.Pointer[Snapshot]
 	// releaseIdle, when positive, returns freed heap memory to the OS once
 	// no build has happened for that long (sluice.release_memory_idle):
@@ -315,6 +326,11 @@ func (b *Builder) build(rev int64) {
 		snap.Data = data
 		snap.Errors = append(snap.Errors, errs...)
 	}
+	if b.compileStream != nil {
+		sc, errs := b.compileStream(snap, prev)
+		snap.stream = sc
+		snap.Errors = append(snap.Errors, errs...)
+	}
 	snap.BuiltAt = time.Now()
 	b.current.Store(snap)
 	for _, e := range snap.Errors {
@@ -350,4 +366,178 @@ func (b *Builder) StatusHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
 	})
+}
+
+// streamCompiled is a snapshot's stream_routes in the stream proxy's form,
+// plus the runtimes of the routes' inline upstreams, which the next build
+// reuses by config hash so their balancer and health state survive.
+type streamCompiled struct {
+	table  *stream.Table
+	inline map[string]*upstream // by config hash
+}
+
+// streamTable is the stream proxy's view of the current snapshot.
+func (b *Builder) streamTable() *stream.Table {
+	if s := b.Current(); s != nil && s.stream != nil {
+		return s.stream.table
+	}
+	return nil
+}
+
+// streamCompileFunc returns the hook that compiles stream_routes. Routes
+// by upstream_id share the HTTP data plane's upstream runtime (balancer,
+// health checker); inline upstreams get their own, kept across builds.
+// Routes with plugins proxy without them: the first build that sees such
+// a route logs a warning, once per route id.
+func streamCompileFunc(hc healthEnv, log *slog.Logger) func(s, prev *Snapshot) (*streamCompiled, []BuildError) {
+	// warned is only touched by the builder goroutine (builds never run
+	// concurrently).
+	warned := map[string]bool{}
+	return func(s, prevSnap *Snapshot) (*streamCompiled, []BuildError) {
+		var errs []BuildError
+		data, _ := s.Data.(*compiled)
+		prev := map[string]*upstream{}
+		if prevSnap != nil && prevSnap.stream != nil {
+			prev = prevSnap.stream.inline
+		}
+		hc := hc
+		hc.clientCert = func(id string) (string, string) {
+			if ssl, ok := s.Objects["ssls"][id].(*resource.SSL); ok && ssl.Type == "client" {
+				return ssl.Cert, ssl.Key
+			}
+			return "", ""
+		}
+		out := &streamCompiled{inline: map[string]*upstream{}}
+		byID := func(id string) *upstream {
+			if data == nil {
+				return nil
+			}
+			return data.upstreams[id]
+		}
+		inline := func(u *resource.Upstream, key string) *upstream {
+			cu, err := newUpstream(u, prev, hc)
+			if err != nil {
+				errs = append(errs, BuildError{Key: key, Error: err.Error()})
+				return nil
+			}
+			out.inline[cu.hash] = cu
+			return cu
+		}
+		objs := s.Objects["stream_routes"]
+		ids := make([]string, 0, len(objs))
+		for id := range objs {
+			ids = append(ids, id)
+		}
+		// APISIX matches stream routes in load order, which is key
+		// order; generated ids are zero-padded, so that is creation order.
+		sort.Strings(ids)
+		routes := make([]*stream.Route, 0, len(ids))
+		seen := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			r, ok := objs[id].(*resource.StreamRoute)
+			if !ok {
+				continue
+			}
+			key := "/stream_routes/" + id
+			seen[id] = true
+			if len(r.Plugins) > 0 && !warned[id] {
+				warned[id] = true
+				names := make([]string, 0, len(r.Plugins))
+				for n := range r.Plugins {
+					names = append(names, n)
+				}
+				slices.Sort(names)
+				log.Warn("stream route plugins are not supported yet; the route proxies without them",
+					"stream_route", id, "plugins", strings.Join(names, ","))
+			}
+			rt := &stream.Route{ID: id, ServerPort: r.ServerPort, SNI: strings.ToLower(r.SNI)}
+			if r.ServerAddr != "" {
+				a, err := netip.ParseAddr(r.ServerAddr)
+				if err != nil {
+					// APISIX compares the string and never matches; leaving
+					// the route out is the same, and says why.
+					errs = append(errs, BuildError{Key: key, Error: fmt.Sprintf("server_addr %q: %v", r.ServerAddr, err)})
+					continue
+				}
+				rt.ServerAddr = a.Unmap()
+			}
+			if r.RemoteAddr != "" {
+				p, err := parsePrefix(r.RemoteAddr)
+				if err != nil {
+					errs = append(errs, BuildError{Key: key, Error: fmt.Sprintf("remote_addr %q: %v", r.RemoteAddr, err)})
+					continue
+				}
+				if p.Addr().Is4In6() {
+					p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+				}
+				rt.RemoteAddr = p
+			}
+			// The upstream, in APISIX's order (init.lua
+			// stream_preread_phase): the route's upstream_id, else the
+			// route merged over its service, else the inline upstream.
+			// A missing one leaves the route in place and its
+			// connections are closed.
+			var u *upstream
+			switch {
+			case r.UpstreamID != "":
+				if u = byID(r.UpstreamID); u == nil {
+					errs = append(errs, BuildError{Key: key, Error: fmt.Sprintf("upstream %s not found", r.UpstreamID)})
+				}
+			case r.ServiceID != "":
+				svc, ok := s.Objects["services"][r.ServiceID].(*resource.Service)
+				switch {
+				case !ok:
+					errs = append(errs, BuildError{Key: key, Error: fmt.Sprintf("service %s not found", r.ServiceID)})
+				case r.Upstream != nil:
+					u = inline(r.Upstream, key)
+				case svc.UpstreamID != "":
+					if u = byID(svc.UpstreamID); u == nil {
+						errs = append(errs, BuildError{Key: key, Error: fmt.Sprintf("upstream %s not found", svc.UpstreamID)})
+					}
+				case svc.Upstream != nil:
+					u = inline(svc.Upstream, "/services/"+svc.ID)
+				}
+			case r.Upstream != nil:
+				u = inline(r.Upstream, key)
+			}
+			if u != nil {
+				rt.Upstream = streamUpstream(u)
+			}
+			routes = append(routes, rt)
+		}
+		for id := range warned {
+			if !seen[id] {
+				delete(warned, id) // a route created again warns again
+			}
+		}
+		// Health checkers of inline upstreams no stream route uses any
+		// more stop; reused ones keep their state.
+		for h, u := range prev {
+			if _, kept := out.inline[h]; !kept && u.checker != nil {
+				u.checker.Stop()
+			}
+		}
+		out.table = stream.NewTable(routes)
+		return out, errs
+	}
+}
+
+// streamUpstream is an upstream runtime in the stream proxy's form:
+// timeout.connect bounds each connect, max(send, read) is the session's
+// idle timeout (lua-resty-core's stream set_timeouts), and scheme tls
+// speaks TLS to the nodes (verifying them only with tls.verify).
+func streamUpstream(u *upstream) *stream.Upstream {
+	su := &stream.Upstream{Balancer: u.bal, Checker: u.checker,
+		Retries: u.opts.Retries, RetryTimeout: u.opts.RetryTimeout}
+	if t := u.cfg.Timeout; t != nil {
+		to := timeouts(t)
+		su.ConnectTimeout, su.IdleTimeout = to.Connect, max(to.Send, to.Read)
+	}
+	if u.cfg.Scheme == "tls" {
+		su.TLS = u.tls
+		if su.TLS == nil {
+			su.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX verifies upstreams only when asked
+		}
+	}
+	return su
 }
