@@ -495,7 +495,7 @@ func (d *decoder) decodeApisix(c *Config, path string, n *yaml.Node) {
 				"ssl":  strs(&a.Router.SSL),
 			}, false)
 		},
-		"proxy_mode":           strs(&a.ProxyMode),
+		"proxy_mode": strs(&a.ProxyMode),
 		"stream_proxy": func(p string, v *yaml.Node) {
 			d.fields(p, v, map[string]handler{
 				"tcp": func(p string, v *yaml.Node) { d.streamListens(p, v, &a.StreamProxy.TCP, true) },
@@ -504,7 +504,7 @@ func (d *decoder) decodeApisix(c *Config, path string, n *yaml.Node) {
 				// proxy_mode: stream; it is accepted and ignored.
 			}, false)
 		},
-		"enable_server_tokens": bools(&a.EnableServerTokens),
+		"enable_server_tokens":                    bools(&a.EnableServerTokens),
 		"show_upstream_status_in_response_header": bools(&a.ShowUpstreamStatusInResponseHeader),
 		"delete_uri_tail_slash":                   bools(&a.DeleteURITailSlash),
 		"normalize_uri_like_servlet":              bools(&a.NormalizeURILikeServlet),

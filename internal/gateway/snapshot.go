@@ -4,9 +4,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -75,7 +75,7 @@ type Builder struct {
 	// compileStream compiles stream_routes after compile (it reuses the
 	// upstreams compile built); nil when proxy_mode has no stream.
 	compileStream func(s, prev *Snapshot) (*streamCompiled, []BuildError)
-	current atomic.Pointer[Snapshot]
+	current       atomic.Pointer[Snapshot]
 	// releaseIdle, when positive, returns freed heap memory to the OS once
 	// no build has happened for that long (sluice.release_memory_idle):
 	// each build of a large configuration leaves garbage the size of a
