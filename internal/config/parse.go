@@ -500,8 +500,6 @@ func (d *decoder) decodeApisix(c *Config, path string, n *yaml.Node) {
 			d.fields(p, v, map[string]handler{
 				"tcp": func(p string, v *yaml.Node) { d.streamListens(p, v, &a.StreamProxy.TCP, true) },
 				"udp": func(p string, v *yaml.Node) { d.streamListens(p, v, &a.StreamProxy.UDP, false) },
-				// APISIX 2.x's "only: true" (no HTTP proxy) became
-				// proxy_mode: stream; it is accepted and ignored.
 			}, false)
 		},
 		"enable_server_tokens":                    bools(&a.EnableServerTokens),
