@@ -900,39 +900,15 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 		connClose = true
 	}
 
-	// Headers to the client: end-to-end fields only.
-	dst := c.W.Header()
+	// Headers to the client: end-to-end fields only. With no plugin
+	// between this forwarder and the engine's writer, and nothing to add,
+	// they go to the writer as a field list (no header map).
 	var trailerNames []string
-	for i := range uc.fields {
-		fd := &uc.fields[i]
-		if fd.k == "Trailer" {
-			for v := fd.v; v != ""; {
-				var tok string
-				tok, v, _ = cutComma(v)
-				if tok != "" {
-					trailerNames = append(trailerNames, http.CanonicalHeaderKey(tok))
-				}
-			}
-			continue
-		}
-		if engine.IsHopByHop(fd.k) || listed(connListed, fd.k) {
-			continue
-		}
-		if fd.k == "Content-Length" && (chunked || noBody && c.Method != "HEAD") {
-			if chunked {
-				continue
-			}
-		}
-		cn.addRespHeader(dst, fd.k, fd.v)
+	if rw, ok := c.W.(*respWriter); !ok || rw.cn != cn || rw.wroteHeader ||
+		len(c.UpstreamStatus) > 0 && (code >= 500 || opt.ShowUpstreamStatus) ||
+		!rw.headDirect(code, uc.fields, connListed, chunked, h.clSeen, h.clVal) {
+		trailerNames = cn.headToMap(c, uc.fields, connListed, chunked, code, opt)
 	}
-	if !chunked {
-		trailerNames = nil
-	}
-	if len(trailerNames) > 0 {
-		dst["Trailer"] = []string{strings.Join(trailerNames, ", ")}
-	}
-	proxy.SetResponseHeaders(dst, c, code, opt)
-	c.W.WriteHeader(code)
 
 	flush := cl < 0 || strings.HasPrefix(ctype, "text/event-stream")
 	rb := &uc.body
@@ -979,7 +955,8 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	}
 	uc.rd.end()
 	ended = true
-	if chunked {
+	if chunked && len(uc.trailer) > 0 {
+		dst := c.W.Header()
 		for k, vv := range uc.trailer {
 			announcedKey := false
 			for _, a := range trailerNames {
@@ -1007,6 +984,71 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 		uc.close()
 	}
 	return code, true, nil
+}
+
+// headToMap puts the end-to-end fields of an upstream head into the
+// client's header map and sets the status; it returns the trailer names
+// the head announces for a chunked body.
+func (cn *conn) headToMap(c *engine.Ctx, fields []field, connListed []string, chunked bool, code int, opt *proxy.Options) []string {
+	dst := c.W.Header()
+	var trailerNames []string
+	for i := range fields {
+		fd := &fields[i]
+		if fd.k == "Trailer" {
+			for v := fd.v; v != ""; {
+				var tok string
+				tok, v, _ = cutComma(v)
+				if tok != "" {
+					trailerNames = append(trailerNames, http.CanonicalHeaderKey(tok))
+				}
+			}
+			continue
+		}
+		if engine.IsHopByHop(fd.k) || listed(connListed, fd.k) || fd.k == "Content-Length" && chunked {
+			continue
+		}
+		cn.addRespHeader(dst, fd.k, fd.v)
+	}
+	if !chunked {
+		trailerNames = nil
+	}
+	if len(trailerNames) > 0 {
+		dst["Trailer"] = []string{strings.Join(trailerNames, ", ")}
+	}
+	proxy.SetResponseHeaders(dst, c, code, opt)
+	c.W.WriteHeader(code)
+	return trailerNames
+}
+
+// headDirect sets the status and head of a response no plugin filters
+// and the forwarder adds nothing to: the upstream's end-to-end fields as
+// a list (what headToMap puts in the map, less Server, which commit
+// writes), no header map. It returns false, having done nothing, for
+// heads headToMap must handle (a Trailer field, a bad length).
+func (w *respWriter) headDirect(code int, fields []field, connListed []string, chunked, clSeen bool, clVal string) bool {
+	cl := int64(-1)
+	if clSeen && !chunked {
+		n, ok := parseContentLength(clVal)
+		if !ok {
+			return false
+		}
+		cl = n
+	}
+	dst := w.dfields[:0]
+	for i := range fields {
+		fd := &fields[i]
+		switch {
+		case fd.k == "Trailer":
+			clear(dst)
+			return false
+		case fd.k == "Server", engine.IsHopByHop(fd.k), listed(connListed, fd.k),
+			fd.k == "Content-Length" && chunked:
+			continue
+		}
+		dst = append(dst, *fd)
+	}
+	w.writeHeaderDirect(code, dst, cl)
+	return true
 }
 
 // respHead is what readHead learns from one response head; the fields

@@ -38,8 +38,13 @@ type respWriter struct {
 	closeAfter  bool
 	aborted     bool
 	trailers    []string
-	buf         [bufferBeforeChunking]byte
-	nbuf        int
+	// direct: the head is the fields below, not the header map (the
+	// upstream client's path for a response no plugin filters: no map
+	// writes, no map walk). Header() turns them into the map.
+	direct  bool
+	dfields []field
+	buf     [bufferBeforeChunking]byte
+	nbuf    int
 }
 
 func (w *respWriter) reset(cn *conn) {
@@ -49,10 +54,48 @@ func (w *respWriter) reset(cn *conn) {
 	w.cl, w.written, w.nbuf = -1, 0, 0
 	w.closeAfter, w.aborted = false, false
 	w.trailers = w.trailers[:0]
+	w.direct = false
+	clear(w.dfields)
+	w.dfields = w.dfields[:0]
 }
 
 // Header returns the response header map, reused across requests.
-func (w *respWriter) Header() engine.Header { return w.cn.respHdr }
+func (w *respWriter) Header() engine.Header {
+	if w.direct {
+		w.toMap()
+	}
+	return w.cn.respHdr
+}
+
+// toMap moves a direct head into the header map (someone asked for it:
+// from then on the map is the head, as if the fields had been set there).
+func (w *respWriter) toMap() {
+	w.direct = false
+	h := w.cn.respHdr
+	for _, f := range w.dfields {
+		w.cn.addRespHeader(h, f.k, f.v)
+	}
+	if w.wroteHeader {
+		h["Server"] = w.cn.s.server
+	}
+}
+
+// writeHeaderDirect is WriteHeader for a final status whose head is
+// fields (end-to-end fields only, no Server) and whose declared length is
+// cl (-1: none); fields must stay valid until the response ends.
+func (w *respWriter) writeHeaderDirect(status int, fields []field, cl int64) {
+	if w.wroteHeader {
+		return
+	}
+	w.direct, w.dfields = true, fields
+	w.wroteHeader = true
+	w.status = status
+	w.cn.ctx.Status = status
+	if w.cn.ctx.Method == "HEAD" || status == 204 || status == 304 || status < 200 {
+		w.noBody = true
+	}
+	w.cl = cl
+}
 
 // WriteHeader records the status; 1xx statuses other than 101 are sent at
 // once and the final status follows.
@@ -175,41 +218,49 @@ func (w *respWriter) commit(final bool, p []byte) {
 	}
 	bw.WriteString(statusLine(code))
 	bw.WriteString("\r\n")
-	// One pass over the map writes the fields and notes what the framing
+	// One pass over the fields writes them and notes what the framing
 	// decisions below need (a map lookup or iteration each costs).
 	var (
-		hasType, hasCE, hasTE, hasDate, hasConn, prefixTrailers bool
-		tv                                                      []string
+		n  headNotes
+		tv []string
 	)
-	for k, vv := range h {
-		switch k {
-		case "Transfer-Encoding":
-			hasTE = true
-			continue // the engine frames the body itself
-		case "Content-Type":
-			hasType = true
-		case "Content-Encoding":
-			hasCE = len(vv) > 0 && vv[0] != ""
-		case "Trailer":
-			tv = vv
-		case "Date":
-			hasDate = true
-		case "Connection":
-			hasConn = true
-			for _, v := range vv {
-				if hasToken(v, "close") {
-					w.closeAfter = true
-				}
-			}
-		default:
-			if strings.HasPrefix(k, http.TrailerPrefix) {
-				prefixTrailers = true
+	if w.direct {
+		for _, v := range cn.s.server {
+			writeField(bw, "Server", v)
+		}
+		for _, f := range w.dfields {
+			if !bodyAllowed && (f.k == "Content-Length" || code == 304 && f.k == "Content-Type") {
 				continue
 			}
+			if n.note(f.k, f.v, true) {
+				writeField(bw, f.k, f.v)
+			}
 		}
-		for _, v := range vv {
-			writeField(bw, k, v)
+	} else {
+		for k, vv := range h {
+			if k == "Trailer" {
+				tv = vv
+			}
+			v0 := ""
+			if len(vv) > 0 {
+				v0 = vv[0]
+			}
+			// A key with no values still counts (Date: nil suppresses
+			// the Date field, as with net/http).
+			if !n.note(k, v0, true) {
+				continue
+			}
+			for i, v := range vv {
+				if i > 0 {
+					n.note(k, v, false)
+				}
+				writeField(bw, k, v)
+			}
 		}
+	}
+	hasType, hasCE, hasTE, hasDate, hasConn, prefixTrailers := n.hasType, n.hasCE, n.hasTE, n.hasDate, n.hasConn, n.prefixTrailers
+	if n.close {
+		w.closeAfter = true
 	}
 	if hasTE {
 		delete(h, "Transfer-Encoding")
@@ -294,6 +345,40 @@ func (w *respWriter) commit(final bool, p []byte) {
 		_ = w.writeBody(w.buf[:n])
 	}
 	w.nbuf = 0
+}
+
+// headNotes is what commit learns from the head's fields.
+type headNotes struct {
+	hasType, hasCE, hasTE, hasDate, hasConn, prefixTrailers, close bool
+}
+
+// note records field k: v (first: k's first value) and reports whether
+// it is written as is.
+func (n *headNotes) note(k, v string, first bool) bool {
+	switch k {
+	case "Transfer-Encoding":
+		n.hasTE = true
+		return false // the engine frames the body itself
+	case "Content-Type":
+		n.hasType = true
+	case "Content-Encoding":
+		if first {
+			n.hasCE = v != ""
+		}
+	case "Date":
+		n.hasDate = true
+	case "Connection":
+		n.hasConn = true
+		if hasToken(v, "close") {
+			n.close = true
+		}
+	default:
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			n.prefixTrailers = true
+			return false
+		}
+	}
+	return true
 }
 
 // finish ends the response after the handler returned.
