@@ -791,6 +791,9 @@ func parseStreamAddr(s string) (ip string, lo, hi int, err error) {
 	case strings.Contains(s, ":"):
 		return "", 0, 0, fmt.Errorf("%q: write IPv6 addresses as [ipv6]:port", s)
 	}
+	if strings.ContainsAny(ip, "[]") {
+		return "", 0, 0, fmt.Errorf("%q: expected ip:port or [ipv6]:port", s)
+	}
 	a, b, isRange := strings.Cut(ports, "-")
 	lo, err1 := strconv.Atoi(a)
 	hi = lo
