@@ -414,12 +414,20 @@ func streamCompileFunc(hc healthEnv, log *slog.Logger) func(s, prev *Snapshot) (
 			}
 			return data.upstreams[id]
 		}
+		// known holds the previous build's inline runtimes and this
+		// build's, so that identical upstreams (a route's and a
+		// service's) share one runtime and one health checker.
+		known := make(map[string]*upstream, len(prev))
+		for h, u := range prev {
+			known[h] = u
+		}
 		inline := func(u *resource.Upstream, key string) *upstream {
-			cu, err := newUpstream(u, prev, hc)
+			cu, err := newUpstream(u, known, hc)
 			if err != nil {
 				errs = append(errs, BuildError{Key: key, Error: err.Error()})
 				return nil
 			}
+			known[cu.hash] = cu
 			out.inline[cu.hash] = cu
 			return cu
 		}

@@ -83,7 +83,7 @@ type Table struct {
 	exact map[string][]*Route // by SNI
 	wild  []sniGroup          // "*.x.com" routes, longest suffix first
 	other []*Route            // routes without SNI, in order
-	n     int
+	all   []*Route
 }
 
 // sniGroup is the routes of one wildcard SNI.
@@ -97,7 +97,7 @@ type sniGroup struct {
 // them, which for etcd and Sluice's store is id order, so callers sort by
 // id). The routes are referenced, not copied.
 func NewTable(routes []*Route) *Table {
-	t := &Table{exact: map[string][]*Route{}, n: len(routes)}
+	t := &Table{exact: map[string][]*Route{}, all: routes}
 	wild := map[string]int{}
 	for _, r := range routes {
 		sni := strings.ToLower(r.SNI)
@@ -128,7 +128,16 @@ func (t *Table) Len() int {
 	if t == nil {
 		return 0
 	}
-	return t.n
+	return len(t.all)
+}
+
+// Routes returns the routes in the order NewTable got them; the slice
+// must not be modified.
+func (t *Table) Routes() []*Route {
+	if t == nil {
+		return nil
+	}
+	return t.all
 }
 
 // Match returns the route for a connection: local is the address the
