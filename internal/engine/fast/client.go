@@ -901,10 +901,11 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	}
 
 	// Headers to the client: end-to-end fields only. With no plugin
-	// between this forwarder and the engine's writer, and nothing to add,
-	// they go to the writer as a field list (no header map).
+	// between this forwarder and the engine's writer, nothing set in the
+	// header map yet (limit-count's quota headers are, in access) and
+	// nothing to add, they go to the writer as a field list (no map).
 	var trailerNames []string
-	if rw, ok := c.W.(*respWriter); !ok || rw.cn != cn || rw.wroteHeader ||
+	if rw, ok := c.W.(*respWriter); !ok || rw.cn != cn || rw.wroteHeader || len(cn.respHdr) > 0 ||
 		len(c.UpstreamStatus) > 0 && (code >= 500 || opt.ShowUpstreamStatus) ||
 		!rw.headDirect(code, uc.fields, connListed, chunked, h.clSeen, h.clVal) {
 		trailerNames = cn.headToMap(c, uc.fields, connListed, chunked, code, opt)

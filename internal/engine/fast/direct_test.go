@@ -86,6 +86,23 @@ func TestDirectHeadToMap(t *testing.T) {
 	}
 }
 
+// Headers a plugin set before forwarding (limit-count's quota headers, in
+// access) are sent with the upstream's.
+func TestDirectHeadKeepsPluginHeaders(t *testing.T) {
+	up := startUpstream(t, func(*http.Request) string {
+		return "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+	})
+	inner := forwardTo(NewForwarder(nil, nil), up.addr(), proxy.Options{})
+	addr := startFast(t, engine.HandlerFunc(func(c *engine.Ctx) {
+		c.W.Header()["X-Ratelimit-Limit"] = []string{"5"}
+		inner.Serve(c)
+	}), std.Limits{})
+	raw := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3*time.Second)
+	if !strings.Contains(raw, "X-Ratelimit-Limit: 5\r\n") || !strings.Contains(raw, "X-A: 1\r\n") {
+		t.Fatalf("response: %q", raw)
+	}
+}
+
 // normaliseResponse sorts the head's fields and blanks Date values the
 // engine writes (they may fall in different seconds).
 func normaliseResponse(raw string) string {
