@@ -151,7 +151,8 @@ type Ctx struct {
 	// or a documented key. Allocated on first use, cleared on Reset.
 	Values map[string]any
 
-	vars     []kv // variables set by plugins; they shadow built-ins
+	vars     []kv     // variables set by plugins; they shadow built-ins
+	hvals    []string // backing array of HeaderValue's slices
 	remoteIP string
 }
 
@@ -164,8 +165,10 @@ func (c *Ctx) Reset() {
 	vals := c.Values
 	clear(vals)
 	vars := c.vars[:0]
+	clear(c.hvals)
+	hv := c.hvals[:0]
 	*c = Ctx{}
-	c.UpstreamStatus, c.ParamKeys, c.ParamValues, c.Values, c.vars = ups, pk, pv, vals, vars
+	c.UpstreamStatus, c.ParamKeys, c.ParamValues, c.Values, c.vars, c.hvals = ups, pk, pv, vals, vars, hv
 	c.ContentLength = -1
 }
 
@@ -187,6 +190,20 @@ func (c *Ctx) SetValue(key string, v any) {
 		c.Values = make(map[string]any, 4)
 	}
 	c.Values[key] = v
+}
+
+// HeaderValue returns v as a one-value header slice for this request's
+// header maps (h[key] = c.HeaderValue(v)), without the allocation of
+// []string{v}: the slices share a per-request backing array, each capped
+// at its one element so an append copies. Valid until the request ends,
+// like the maps it goes in.
+func (c *Ctx) HeaderValue(v string) []string {
+	if len(c.hvals) == cap(c.hvals) {
+		c.hvals = make([]string, 0, max(8, 2*cap(c.hvals)))
+	}
+	i := len(c.hvals)
+	c.hvals = append(c.hvals, v)
+	return c.hvals[i : i+1 : i+1]
 }
 
 // SetVar sets variable name for the rest of the request; it shadows the

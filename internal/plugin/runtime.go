@@ -336,16 +336,17 @@ func (r *Request) AttachConsumer(c *Consumer, credentialID string) {
 	r.Consumer, r.CredentialID = c, credentialID
 	r.ConsumerName = c.Username
 	h := r.Header
-	h.Set("X-Consumer-Username", c.Username)
+	// Canonical keys, values from the request's arena: no allocation.
+	h["X-Consumer-Username"] = r.Ctx.HeaderValue(c.Username)
 	if credentialID != "" {
-		h.Set("X-Credential-Identifier", credentialID)
+		h["X-Credential-Identifier"] = r.Ctx.HeaderValue(credentialID)
 	} else {
-		h.Del("X-Credential-Identifier")
+		delete(h, "X-Credential-Identifier")
 	}
 	if id := c.Labels["custom_id"]; id != "" {
-		h.Set("X-Consumer-Custom-Id", id)
+		h["X-Consumer-Custom-Id"] = r.Ctx.HeaderValue(id)
 	} else {
-		h.Del("X-Consumer-Custom-Id")
+		delete(h, "X-Consumer-Custom-Id")
 	}
 }
 

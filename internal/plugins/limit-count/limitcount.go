@@ -446,14 +446,29 @@ func (p *Plugin) limit(r *plugin.Request, ru *rule, key string, count, tw, now i
 
 func (p *Plugin) setHeaders(r *plugin.Request, ru *rule, limit, remaining int64, reset float64) {
 	names := p.ruleNames(r, ru)
-	// One backing array for the three values; keys are canonical already,
-	// so nothing is re-canonicalised per request.
-	vals := [3]string{p.limitText(limit), strconv.FormatInt(remaining, 10), formatLuaNumber(reset)}
-	s := vals[:]
+	// Keys are canonical already (nothing re-canonicalised per request);
+	// values from the request's arena and, for counts under 1000, from a
+	// table: no allocation.
 	h := r.W.Header()
-	h[names[0]] = s[0:1:1]
-	h[names[1]] = s[1:2:2]
-	h[names[2]] = s[2:3:3]
+	h[names[0]] = r.Ctx.HeaderValue(p.limitText(limit))
+	h[names[1]] = r.Ctx.HeaderValue(decimal(remaining))
+	h[names[2]] = r.Ctx.HeaderValue(formatLuaNumber(reset))
+}
+
+// decimals holds the decimal text of 0..999 (strconv's own table stops at
+// 99): a remaining count formats without allocating.
+var decimals = func() (t [1000]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func decimal(n int64) string {
+	if n >= 0 && n < int64(len(decimals)) {
+		return decimals[n]
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // numText is a number with its decimal text.
@@ -499,7 +514,7 @@ func (p *Plugin) ruleNames(r *plugin.Request, ru *rule) *[3]string {
 // formatLuaNumber prints a number as Lua's tostring does (%.14g).
 func formatLuaNumber(f float64) string {
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-		return strconv.FormatInt(int64(f), 10)
+		return decimal(int64(f))
 	}
 	return strconv.FormatFloat(f, 'g', 14, 64)
 }
