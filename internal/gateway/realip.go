@@ -54,10 +54,11 @@ func (r *realIP) apply(c *engine.Ctx) {
 	if !r.trusted(peer) {
 		return
 	}
-	v := c.Header.Get(r.header)
-	if v == "" {
+	vv := c.Header[r.header] // canonical already: no Get
+	if len(vv) == 0 || vv[0] == "" {
 		return
 	}
+	v := vv[0]
 	parts := strings.Split(v, ",")
 	pick := strings.TrimSpace(parts[len(parts)-1])
 	if r.recursive {
