@@ -17,10 +17,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
@@ -53,6 +55,9 @@ type Server struct {
 	conns    map[*conn]struct{}
 	shutdown atomic.Bool
 	wg       sync.WaitGroup
+
+	// ftw counts flush-then-wait waits and those that timed out.
+	ftw struct{ waits, timeouts atomic.Int64 }
 }
 
 // New returns a Server for h with the std engine's limits. h2 serves
@@ -233,6 +238,21 @@ type conn struct {
 	// clock is a time read from the clock at the end of the last
 	// response, reused for the next idle deadline.
 	clock time.Time
+
+	// Flush-then-wait (waitReady): rc is the raw TCP socket (nil for
+	// TLS), waitFn its bound callback; pendingFlush says the last
+	// response is still in bw; hot that the last request followed its
+	// predecessor's response closely; waitFrom is when the wait began;
+	// noFTW marks a pipelining client.
+	rc           syscall.RawConn
+	waitFn       func(uintptr) bool
+	waitFlushed  bool
+	flushErr     error
+	pendingFlush bool
+	hot          bool
+	noFTW        bool
+	ftwTimedOut  bool
+	waitFrom     time.Time
 }
 
 func (cn *conn) serve() {
@@ -244,6 +264,9 @@ func (cn *conn) serve() {
 			_ = cn.nc.Close()
 		}
 		cn.watch.close(cn)
+		if cn.pendingFlush && !cn.hijacked {
+			_ = cn.bw.Flush() // the last response (shutdown came first)
+		}
 		if !cn.hijacked {
 			_ = cn.nc.Close()
 			if cn.br != nil {
@@ -275,6 +298,12 @@ func (cn *conn) serve() {
 	cn.respHdr = make(engine.Header, 16)
 	cn.rw.cn = cn
 	cn.ctx.ContentLength = -1
+	if tc, ok := cn.nc.(*net.TCPConn); ok && flushThenWait {
+		if rc, err := tc.SyscallConn(); err == nil {
+			cn.rc = rc
+			cn.waitFn = cn.flushedReadable
+		}
+	}
 	for {
 		if !cn.serveOne() || s.shutdown.Load() {
 			return
@@ -289,16 +318,29 @@ func (cn *conn) serve() {
 func (cn *conn) waitRequest(first bool) bool {
 	lim := &cn.s.lim
 	if cn.br.Buffered() == 0 {
-		switch d := lim.IdleTimeout; {
-		case !first && d > 0:
-			// Refreshed loosely: the idle timeout is long.
-			if t, set := loose(&cn.rdl, cn.now(), d); set {
-				_ = cn.nc.SetReadDeadline(t)
+		ready := false
+		if cn.pendingFlush {
+			switch cn.waitReady() {
+			case waitFailed:
+				return false
+			case waitReadable:
+				ready = true
 			}
-		case lim.ReadHeaderTimeout > 0:
-			cn.setReadDeadline(cn.now().Add(lim.ReadHeaderTimeout))
-		default:
-			cn.setReadDeadline(time.Time{})
+		}
+		if !ready {
+			now := cn.now()
+			cn.waitFrom = now
+			switch d := lim.IdleTimeout; {
+			case !first && d > 0:
+				// Refreshed loosely: the idle timeout is long.
+				if t, set := loose(&cn.rdl, now, d); set {
+					_ = cn.nc.SetReadDeadline(t)
+				}
+			case lim.ReadHeaderTimeout > 0:
+				cn.setReadDeadline(now.Add(lim.ReadHeaderTimeout))
+			default:
+				cn.setReadDeadline(time.Time{})
+			}
 		}
 		// No yield here (unlike the upstream client, see
 		// Forwarder.yield): a connection that yields before its next
@@ -308,7 +350,13 @@ func (cn *conn) waitRequest(first bool) bool {
 		// connections was 3-4x nginx's with this yield and 1.2-1.9x
 		// without, at the same requests per CPU-second (docs/engine.md).
 		if _, err := cn.br.Peek(1); err != nil {
-			return false
+			if !ready || !errors.Is(err, os.ErrDeadlineExceeded) {
+				return false
+			}
+			// A spurious wake-up: nothing came after all. Wait again,
+			// under the idle timeout.
+			cn.hot = false
+			return cn.waitRequest(first)
 		}
 	}
 	cn.clock = time.Time{}
@@ -317,6 +365,86 @@ func (cn *conn) waitRequest(first bool) bool {
 		cn.setReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
 	}
 	return true
+}
+
+// flushThenWait enables the flush-then-wait path (waitReady).
+const flushThenWait = true
+
+// Flush-then-wait. After a response, a connection would flush it and read
+// at once: the client has not answered yet, so that read fails (EAGAIN)
+// and only then does the goroutine wait for the socket. nginx does
+// without that read: epoll told it the socket was drained. Go's poller
+// forgets readiness before every read, so the engine gets the same effect
+// by resetting it first: waitReady enters the socket's RawConn.Read (which
+// resets readiness), flushes the response from inside its callback, and
+// asks to wait. A client that sends its next request only once it has
+// the response can only do so after that reset, so the wait cannot miss
+// it. A client that sent it earlier (pipelining) may have had its
+// readiness forgotten: the wait is bounded by ftwWait, after which the
+// connection reads as usual, and a connection seen pipelining never
+// takes this path again. Only connections whose requests follow their
+// responses closely (hot) take it, so a mostly idle keep-alive
+// connection pays no extra timer.
+const (
+	ftwWait = 20 * time.Millisecond // the longest wait before an ordinary read
+	hotGap  = 10 * time.Millisecond // a request this soon after the response: hot
+)
+
+type waitResult int
+
+const (
+	waitFailed   waitResult = iota // flush failed or the connection closed
+	waitReadable                   // the socket has become readable
+	waitTimedOut                   // nothing within ftwWait: wait as usual
+)
+
+// waitReady flushes the pending response and waits, without a read
+// attempt, for the socket to become readable, at most ftwWait.
+func (cn *conn) waitReady() waitResult {
+	cn.pendingFlush = false
+	now := cn.now()
+	cn.waitFrom = now
+	// A deadline between ftwWait/2 and ftwWait away stays: a hot
+	// connection resets it about every ten milliseconds, not per request.
+	if left := cn.rdl.Sub(now); cn.rdl.IsZero() || left < ftwWait/2 || left > ftwWait {
+		cn.setReadDeadline(now.Add(ftwWait))
+	}
+	cn.waitFlushed, cn.flushErr = false, nil
+	cn.s.ftw.waits.Add(1)
+	err := cn.rc.Read(cn.waitFn)
+	if !cn.waitFlushed {
+		// The callback never ran (the connection is closing).
+		cn.flushErr = cn.bw.Flush()
+		cn.state.Store(stateIdle)
+	}
+	switch {
+	case cn.flushErr != nil:
+		return waitFailed
+	case err == nil:
+		return waitReadable
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		cn.hot, cn.ftwTimedOut = false, true
+		cn.s.ftw.timeouts.Add(1)
+		return waitTimedOut
+	}
+	return waitFailed
+}
+
+// flushedReadable is the RawConn.Read callback of waitReady: the first
+// call (readiness just reset) flushes the response and asks to wait, the
+// next (the socket became readable, or a spurious wake-up) ends the wait;
+// the read itself is the bufio.Reader's.
+func (cn *conn) flushedReadable(uintptr) bool {
+	if cn.waitFlushed {
+		return true
+	}
+	cn.waitFlushed = true
+	if err := cn.bw.Flush(); err != nil {
+		cn.flushErr = err
+		return true
+	}
+	cn.state.Store(stateIdle)
+	return false
 }
 
 // headComplete reports whether br already holds a whole header block.
@@ -376,8 +504,17 @@ func (cn *conn) serveOne() bool {
 		return false
 	}
 	// Pipelined requests already buffered get their responses batched
-	// into one write; otherwise the response goes out now.
+	// into one write; otherwise the response goes out now, or, for a hot
+	// connection, from inside the wait for the next request (waitReady).
+	if cn.br.Buffered() > 0 {
+		cn.noFTW = true // a pipelining client
+	}
 	if cn.br.Buffered() == 0 || !keep {
+		if keep && cn.rc != nil && cn.hot && !cn.noFTW && cn.bw.Buffered() > 0 &&
+			len(cn.src.stash) == 0 && cn.src.err == nil && !cn.s.shutdown.Load() {
+			cn.pendingFlush = true // the connection stays active until then
+			return true
+		}
 		if err := cn.bw.Flush(); err != nil {
 			return false
 		}
@@ -820,6 +957,14 @@ func (cn *conn) readRequest() *httpError {
 	h.RemoveConnectionListed()
 
 	c.StartTime = time.Now()
+	gap := c.StartTime.Sub(cn.waitFrom)
+	cn.hot = !cn.waitFrom.IsZero() && gap < hotGap
+	if cn.ftwTimedOut {
+		// A request there the moment a flush-then-wait gave up was sent
+		// early and its readiness forgotten: a pipelining client.
+		cn.ftwTimedOut = false
+		cn.noFTW = cn.noFTW || gap < time.Millisecond
+	}
 	c.RequestURI = uri
 	c.RawPath = rawPath
 	c.Path = path
