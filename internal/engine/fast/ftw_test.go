@@ -2,7 +2,6 @@ package fast
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,20 +12,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/engine/std"
 )
-
-// startFastServer is startFast that also returns the Server.
-func startFastServer(t *testing.T, h engine.Handler, lim std.Limits) (*Server, string) {
-	t.Helper()
-	ln := listen(t)
-	s := New(h, lim, nil, nil)
-	go s.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s, ln.Addr().String()
-}
 
 var okHandler = engine.HandlerFunc(func(c *engine.Ctx) { c.Reply(200, "text/plain", []byte("ok")) })
 

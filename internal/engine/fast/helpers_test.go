@@ -30,6 +30,13 @@ func listen(t testing.TB) net.Listener {
 // startFast serves h with the fast engine and returns its address.
 func startFast(t testing.TB, h engine.Handler, lim std.Limits) string {
 	t.Helper()
+	_, addr := startFastServer(t, h, lim)
+	return addr
+}
+
+// startFastServer is startFast that also returns the Server.
+func startFastServer(t testing.TB, h engine.Handler, lim std.Limits) (*Server, string) {
+	t.Helper()
 	ln := listen(t)
 	s := New(h, lim, nil, nil)
 	go s.Serve(ln)
@@ -38,7 +45,7 @@ func startFast(t testing.TB, h engine.Handler, lim std.Limits) string {
 		defer cancel()
 		s.Shutdown(ctx)
 	})
-	return ln.Addr().String()
+	return s, ln.Addr().String()
 }
 
 // startStd serves h with the net/http engine and returns its address.
