@@ -139,6 +139,9 @@ type upConn struct {
 	// rd is what br reads from: the socket under the read timeout and
 	// the client's disconnect watch.
 	rd upReader
+	// wr is what bw writes to: the socket, and while a request body is
+	// written, the send timeout with a look for an early answer.
+	wr upWriter
 	// rdl and wdl are the deadlines set on nc (deadline.go).
 	rdl, wdl time.Time
 	// noReuse keeps the connection out of the pool after this response:
@@ -219,7 +222,8 @@ func (p *pool) dial(ctx context.Context) (*upConn, error) {
 	uc.br = p.f.readers.Get().(*bufio.Reader)
 	uc.br.Reset(&uc.rd)
 	uc.bw = p.f.writers.Get().(*bufio.Writer)
-	uc.bw.Reset(nc)
+	uc.wr.uc = uc
+	uc.bw.Reset(&uc.wr)
 	return uc, nil
 }
 
@@ -612,10 +616,12 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, cn *conn, t *proxy.T
 	buf := *bp
 	chunked := cl < 0
 	var written int64
+	// Body writes go through uc.wr's stall watch: an upstream that has
+	// answered (413, 401, ...) and stopped reading is noticed within
+	// watchDelay, not after the send timeout.
+	uc.wr.begin(send)
+	defer uc.wr.end()
 	writeChunk := func(p []byte) error {
-		if dl, set := loose(&uc.wdl, time.Now(), send); set {
-			_ = uc.nc.SetWriteDeadline(dl)
-		}
 		if chunked {
 			bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
 			bw.WriteString("\r\n")
@@ -661,6 +667,99 @@ func (f *Forwarder) writeRequest(uc *upConn, c *engine.Ctx, cn *conn, t *proxy.T
 		return sent, &upWriteError{err}
 	}
 	return sent, nil
+}
+
+// errAnsweredEarly ends a request body write that stalled while the
+// upstream had already started its response.
+var errAnsweredEarly = errors.New("upstream answered while the request body was being sent")
+
+// upWriter is the socket under an upstream connection's bufio.Writer.
+// Outside a body it writes straight through (the head's write deadline is
+// set by writeRequest). While a body is written (begin..end) each write
+// runs under the send timeout, counted from the last progress as nginx's
+// proxy_send_timeout, but in steps of watchDelay: a step that makes no
+// progress peeks for response bytes, and if the upstream has answered the
+// write ends with errAnsweredEarly, so the answer is forwarded
+// (Forwarder.earlyResponse) instead of waiting out the send timeout. A
+// write deadline per body write costs a timer update: requests without a
+// body never pay it.
+type upWriter struct {
+	uc          *upConn
+	send        time.Duration
+	body, watch bool
+}
+
+// begin starts a body. TLS upstreams get no stall watch, only the send
+// timeout per write: a write that times out corrupts a crypto/tls
+// connection.
+func (w *upWriter) begin(send time.Duration) {
+	_, isTLS := w.uc.nc.(*tls.Conn)
+	w.send, w.body, w.watch = send, true, !isTLS
+}
+
+func (w *upWriter) end() {
+	if w.watch {
+		// Leave the deadline as the head's path expects it: unknown.
+		w.uc.wdl = time.Time{}
+	}
+	w.body, w.watch = false, false
+}
+
+func (w *upWriter) Write(p []byte) (int, error) {
+	uc := w.uc
+	if !w.watch {
+		if w.body {
+			if dl, set := loose(&uc.wdl, time.Now(), w.send); set {
+				_ = uc.nc.SetWriteDeadline(dl)
+			}
+		}
+		return uc.nc.Write(p)
+	}
+	now := time.Now()
+	send := w.send
+	if send <= 0 {
+		send = 1 << 62 // no send timeout: only the stall watch
+	}
+	limit := now.Add(send)
+	total := 0
+	for {
+		dl := now.Add(watchDelay)
+		if limit.Before(dl) {
+			dl = limit
+		}
+		if !dl.Equal(uc.wdl) {
+			uc.wdl = dl
+			_ = uc.nc.SetWriteDeadline(dl)
+		}
+		n, err := uc.nc.Write(p[total:])
+		total += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return total, err
+		}
+		now = time.Now()
+		if n > 0 {
+			limit = now.Add(send)
+		}
+		if !now.Before(limit) {
+			return total, err
+		}
+		if w.answered() {
+			return total, errAnsweredEarly
+		}
+	}
+}
+
+// answered reports whether response bytes are waiting on the upstream
+// connection, looking for at most a millisecond.
+func (w *upWriter) answered() bool {
+	uc := w.uc
+	if uc.br.Buffered() > 0 {
+		return true
+	}
+	uc.rdl = time.Now().Add(time.Millisecond)
+	_ = uc.nc.SetReadDeadline(uc.rdl)
+	_, err := uc.br.Peek(1)
+	return err == nil
 }
 
 // awaitContinue waits up to expectContinueTimeout, after the head of an
