@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -117,6 +118,25 @@ type Config struct {
 type Plugin struct {
 	cfg Config
 	exp *Exporter // nil when built for validation
+	// recent caches the children this instance used last: comparing a
+	// childKey is a few string compares, while the exporter's sync.Map
+	// hashes all its fields through the interface (most of the cost of
+	// recording). Slots hold pointers the exporter keeps anyway: a miss
+	// allocates nothing.
+	recent [4]atomic.Pointer[children]
+	next   atomic.Uint32
+}
+
+// childFor returns the children for k, from the recent slots if there.
+func (p *Plugin) childFor(e *Exporter, k *childKey) *children {
+	for i := range p.recent {
+		if ch := p.recent[i].Load(); ch != nil && ch.key == *k {
+			return ch
+		}
+	}
+	ch := e.child(k)
+	p.recent[p.next.Add(1)%uint32(len(p.recent))].Store(ch)
+	return ch
 }
 
 // New decodes conf. With a build env it attaches the process-wide exporter
@@ -225,6 +245,7 @@ func (k *childKey) label(l string) string {
 
 // children are the labelled metrics of one childKey.
 type children struct {
+	key                      childKey // the labels these children were made for
 	status                   prom.Counter
 	latReq, latUp, latAPISIX prom.Observer
 	bwIn, bwOut              prom.Counter
@@ -258,7 +279,7 @@ func (p *Plugin) Log(r *plugin.Request) {
 	k := childKey{code: c.Status, route: route, service: service, consumer: c.ConsumerName,
 		matchedURI: c.MatchedURI, matchedHost: c.MatchedHost,
 		node: hostOf(c.UpstreamAddr), source: responseSource(r), dis: e.disabledFor(r.Metadata(Name))}
-	ch := e.child(&k)
+	ch := p.childFor(e, &k)
 	ch.status.Inc()
 	var total float64
 	if !c.StartTime.IsZero() {
@@ -321,6 +342,7 @@ func (e *Exporter) child(k *childKey) *children {
 	sl := values("http_status", code, statusLabels)
 	lat := func(metric, typ string) []string { return values(metric, typ, latencyLabels) }
 	ch := &children{
+		key:       *k,
 		status:    e.status.WithLabelValues(sl...),
 		latReq:    e.latency.WithLabelValues(lat("http_latency", "request")...),
 		latUp:     e.latency.WithLabelValues(lat("http_latency", "upstream")...),
