@@ -228,11 +228,16 @@ func (w *respWriter) commit(final bool, p []byte) {
 		for _, v := range cn.s.server {
 			writeField(bw, "Server", v)
 		}
+		seenCE := false // Content-Encoding counts by its first value, as in the map
 		for _, f := range w.dfields {
 			if !bodyAllowed && (f.k == "Content-Length" || code == 304 && f.k == "Content-Type") {
 				continue
 			}
-			if n.note(f.k, f.v, true) {
+			first := true
+			if f.k == "Content-Encoding" {
+				first, seenCE = !seenCE, true
+			}
+			if n.note(f.k, f.v, first) {
 				writeField(bw, f.k, f.v)
 			}
 		}

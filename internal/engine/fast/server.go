@@ -208,7 +208,7 @@ type conn struct {
 	remoteText    string // remote's address as text, formatted once per connection
 	out           sink   // the socket under bw
 	ctx           engine.Ctx
-	cctx          connCtx
+	cctx          *connCtx // replaced when a request's context was observed (connCtx.used)
 	rw            respWriter
 	body          body
 	reqHdr        engine.Header
@@ -252,6 +252,7 @@ type conn struct {
 	hot          bool
 	noFTW        bool
 	ftwTimedOut  bool
+	ftwDeadline  time.Time // the read deadline waitReady set
 	waitFrom     time.Time
 }
 
@@ -297,6 +298,7 @@ func (cn *conn) serve() {
 	cn.reqHdr = make(engine.Header, 16)
 	cn.respHdr = make(engine.Header, 16)
 	cn.rw.cn = cn
+	cn.cctx = new(connCtx)
 	cn.ctx.ContentLength = -1
 	if tc, ok := cn.nc.(*net.TCPConn); ok && flushThenWait {
 		if rc, err := tc.SyscallConn(); err == nil {
@@ -361,8 +363,19 @@ func (cn *conn) waitRequest(first bool) bool {
 	}
 	cn.clock = time.Time{}
 	cn.state.Store(stateActive)
-	if lim.ReadHeaderTimeout > 0 && !headComplete(cn.br) {
-		cn.setReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+	if !headComplete(cn.br) {
+		switch {
+		case lim.ReadHeaderTimeout > 0:
+			cn.setReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+		case cn.rdl.Equal(cn.ftwDeadline) && !cn.rdl.IsZero():
+			// The rest of the head comes under the idle timeout, as on
+			// the plain path, not under flush-then-wait's short one.
+			if d := lim.IdleTimeout; d > 0 && !first {
+				cn.setReadDeadline(time.Now().Add(d))
+			} else {
+				cn.setReadDeadline(time.Time{})
+			}
+		}
 	}
 	return true
 }
@@ -406,8 +419,9 @@ func (cn *conn) waitReady() waitResult {
 	cn.waitFrom = now
 	// A deadline between ftwWait/2 and ftwWait away stays: a hot
 	// connection resets it about every ten milliseconds, not per request.
-	if left := cn.rdl.Sub(now); cn.rdl.IsZero() || left < ftwWait/2 || left > ftwWait {
+	if left := cn.rdl.Sub(now); cn.rdl.IsZero() || !cn.rdl.Equal(cn.ftwDeadline) || left < ftwWait/2 || left > ftwWait {
 		cn.setReadDeadline(now.Add(ftwWait))
+		cn.ftwDeadline = cn.rdl
 	}
 	cn.waitFlushed, cn.flushErr = false, nil
 	cn.s.ftw.waits.Add(1)
@@ -980,8 +994,15 @@ func (cn *conn) readRequest() *httpError {
 	if c.TLS != nil {
 		c.Scheme = "https"
 	}
+	if cn.cctx == nil || cn.cctx.used() {
+		// Someone took the last request's Done channel or registered a
+		// callback: code that outlives the request (a context wrapping
+		// it, a goroutine) may still read it, so the next request gets
+		// a fresh one rather than a reset one.
+		cn.cctx = new(connCtx)
+	}
 	cn.cctx.start(cn)
-	c.Context = &cn.cctx
+	c.Context = cn.cctx
 	c.EngineData = cn
 	cn.body.reset(cn, cn.br)
 	if c.ContentLength == 0 {

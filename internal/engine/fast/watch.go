@@ -18,13 +18,17 @@ import (
 //
 // Because the value is reused, nobody may observe it between one request's
 // cancellation and the next request's start: a context derived from it
-// (context.WithTimeout in a plugin) reads Err() after Done() closes, and
-// would find the next request's nil. So connCtx implements AfterFunc,
-// which the context package uses instead of a watching goroutine: derived
-// contexts are cancelled synchronously by cancel, and start waits until
-// every callback has returned.
+// (context.WithTimeout in a plugin, or one wrapping it first, whose
+// watcher goroutine reads Err() after Done() closes) would find the next
+// request's nil. So a request whose context was observed (Done or
+// AfterFunc called) leaves it cancelled for good and the next request
+// gets a new one (one allocation, never on the plain proxy path). It
+// also implements AfterFunc, which the context package uses instead of a
+// watching goroutine for contexts derived from it directly: they are
+// cancelled synchronously by cancel.
 type connCtx struct {
 	mu       sync.Mutex
+	observed bool      // Done or AfterFunc was called (see used)
 	idle     sync.Cond // signalled when pending drops to 0
 	done     chan struct{}
 	err      error
@@ -57,10 +61,19 @@ func (x *connCtx) finish() { x.cancel(context.Canceled) }
 // Deadline reports no deadline.
 func (x *connCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
 
+// used reports whether the request's context was observed (Done or
+// AfterFunc called): then it must not be re-armed for another request.
+func (x *connCtx) used() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.observed
+}
+
 // Done returns a channel closed when the request is cancelled.
 func (x *connCtx) Done() <-chan struct{} {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.observed = true
 	if x.done == nil {
 		x.done = make(chan struct{})
 		if x.err != nil {
@@ -87,6 +100,7 @@ func (x *connCtx) Value(any) any { return nil }
 func (x *connCtx) AfterFunc(f func()) (stop func() bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.observed = true
 	if x.idle.L == nil {
 		x.idle.L = &x.mu
 	}
