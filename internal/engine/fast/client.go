@@ -1000,11 +1000,12 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	}
 
 	// Headers to the client: end-to-end fields only. With no plugin
-	// between this forwarder and the engine's writer, nothing set in the
-	// header map yet (limit-count's quota headers are, in access) and
-	// nothing to add, they go to the writer as a field list (no map).
+	// between this forwarder and the engine's writer, nothing to add and
+	// nothing in the header map that bears on framing (limit-count's
+	// quota headers, set in access, are fine: they are written first),
+	// they go to the writer as a field list (no map writes).
 	var trailerNames []string
-	if rw, ok := c.W.(*respWriter); !ok || rw.cn != cn || rw.wroteHeader || len(cn.respHdr) > 0 ||
+	if rw, ok := c.W.(*respWriter); !ok || rw.cn != cn || rw.wroteHeader || !plainFields(cn.respHdr) ||
 		len(c.UpstreamStatus) > 0 && (code >= 500 || opt.ShowUpstreamStatus) ||
 		!rw.headDirect(code, uc.fields, connListed, chunked, h.clSeen, h.clVal) {
 		trailerNames = cn.headToMap(c, uc.fields, connListed, chunked, code, opt)
@@ -1118,6 +1119,24 @@ func (cn *conn) headToMap(c *engine.Ctx, fields []field, connListed []string, ch
 	proxy.SetResponseHeaders(dst, c, code, opt)
 	c.W.WriteHeader(code)
 	return trailerNames
+}
+
+// plainFields reports whether the header map a plugin filled before the
+// response holds only fields the direct head can write ahead of the
+// upstream's as they are: none that frames the body or that the engine
+// sets itself.
+func plainFields(h engine.Header) bool {
+	for k := range h {
+		switch k {
+		case "Content-Length", "Transfer-Encoding", "Trailer", "Connection", "Server", "Date",
+			"Content-Type", "Content-Encoding":
+			return false
+		}
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return false
+		}
+	}
+	return true
 }
 
 // headDirect sets the status and head of a response no plugin filters

@@ -103,6 +103,43 @@ func TestDirectHeadKeepsPluginHeaders(t *testing.T) {
 	}
 }
 
+// Plugin-set fields (also one the upstream repeats) reach the client as
+// through the map; a framing field in the map sends the head through the
+// map path.
+func TestDirectHeadPluginFieldsMatchMap(t *testing.T) {
+	up := startUpstream(t, func(*http.Request) string {
+		return "HTTP/1.1 200 OK\r\nX-Ratelimit-Limit: 9\r\nX-A: 1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+	})
+	for _, set := range []map[string]string{
+		{"X-Ratelimit-Limit": "5", "X-Ratelimit-Remaining": "4"},
+		{"Content-Type": "application/json"},
+		{"Date": "Thu, 01 Jan 2026 00:00:00 GMT"},
+	} {
+		inner := forwardTo(NewForwarder(nil, nil), up.addr(), proxy.Options{})
+		withSet := func(wrap bool) engine.Handler {
+			return engine.HandlerFunc(func(c *engine.Ctx) {
+				for k, v := range set {
+					c.W.Header()[k] = []string{v}
+				}
+				if !wrap {
+					inner.Serve(c)
+					return
+				}
+				w := c.W
+				c.W = wrappedW{w}
+				inner.Serve(c)
+				c.W = w
+			})
+		}
+		req := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		a := normaliseResponse(rawExchange(t, startFast(t, withSet(false), std.Limits{}), req, 3*time.Second))
+		b := normaliseResponse(rawExchange(t, startFast(t, withSet(true), std.Limits{}), req, 3*time.Second))
+		if a != b || !strings.Contains(a, "X-A: 1") {
+			t.Fatalf("%v: direct head differs from the map's:\ndirect:\n%s\nmap:\n%s", set, a, b)
+		}
+	}
+}
+
 // normaliseResponse sorts the head's fields and blanks Date values the
 // engine writes (they may fall in different seconds).
 func normaliseResponse(raw string) string {

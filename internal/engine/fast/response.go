@@ -228,6 +228,13 @@ func (w *respWriter) commit(final bool, p []byte) {
 		for _, v := range cn.s.server {
 			writeField(bw, "Server", v)
 		}
+		// Fields a plugin set before the response (plainFields: none that
+		// frames it), then the upstream's, as the map would hold them.
+		for k, vv := range h {
+			for _, v := range vv {
+				writeField(bw, k, v)
+			}
+		}
 		seenCE := false // Content-Encoding counts by its first value, as in the map
 		for _, f := range w.dfields {
 			if !bodyAllowed && (f.k == "Content-Length" || code == 304 && f.k == "Content-Type") {
