@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/textproto"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/engine"
@@ -74,6 +75,57 @@ type Config struct {
 type regexPair struct {
 	re  *regexp.Regexp
 	sub *vartpl.Sub
+	// prefix: the pattern is ^literal(.*) or ^literal(.*)$ (the usual
+	// "strip a path prefix" rule, the seed's among them), matched without
+	// the regexp engine; tail says whether it ends with $.
+	prefix   string
+	isPrefix bool
+	tail     bool
+}
+
+// prefixRule recognises ^literal(.*) and ^literal(.*)$ (no flags that
+// change what the literal or . match), which regexRewrite matches with a
+// prefix compare. Any other pattern returns ok false and runs in RE2.
+func prefixRule(pat string) (lit string, tail, ok bool) {
+	re, err := syntax.Parse(pat, syntax.Perl)
+	if err != nil || re.Op != syntax.OpConcat || len(re.Sub) < 3 || len(re.Sub) > 4 {
+		return "", false, false
+	}
+	sub := re.Sub
+	if sub[0].Op != syntax.OpBeginText || sub[1].Op != syntax.OpLiteral || sub[1].Flags&syntax.FoldCase != 0 {
+		return "", false, false
+	}
+	c := sub[2]
+	if c.Op != syntax.OpCapture || c.Cap != 1 || len(c.Sub) != 1 {
+		return "", false, false
+	}
+	st := c.Sub[0]
+	if st.Op != syntax.OpStar || st.Flags&syntax.NonGreedy != 0 || len(st.Sub) != 1 || st.Sub[0].Op != syntax.OpAnyCharNotNL {
+		return "", false, false
+	}
+	if len(sub) == 4 {
+		if sub[3].Op != syntax.OpEndText {
+			return "", false, false
+		}
+		tail = true
+	}
+	return string(sub[1].Rune), tail, true
+}
+
+// matchPrefix is FindStringSubmatchIndex for a prefixRule pattern, into m.
+func (rp *regexPair) matchPrefix(up string, m *[4]int) bool {
+	if !strings.HasPrefix(up, rp.prefix) {
+		return false
+	}
+	end := len(up)
+	if i := strings.IndexByte(up[len(rp.prefix):], '\n'); i >= 0 {
+		if rp.tail {
+			return false // . stops at the newline, and $ is the end of text
+		}
+		end = len(rp.prefix) + i
+	}
+	*m = [4]int{0, end, len(rp.prefix), end}
+	return true
 }
 
 // hdrOp is one header operation with its value templates.
@@ -115,7 +167,9 @@ func New(conf json.RawMessage, _ *plugin.BuildEnv) (any, error) {
 			if err != nil {
 				return nil, fmt.Errorf("invalid regex_uri(%s, %s): %w", pat, rep, err)
 			}
-			p.regex = append(p.regex, regexPair{re: re, sub: sub})
+			rp := regexPair{re: re, sub: sub}
+			rp.prefix, rp.tail, rp.isPrefix = prefixRule(pat)
+			p.regex = append(p.regex, rp)
 		}
 	}
 	if c.URI != nil && !vartpl.HasVars(*c.URI) && !c.UseRealRequestURIUnsafe {
@@ -271,6 +325,7 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 	}
 	var match []int
 	var matchSrc string
+	var mbuf [4]int // the prefix fast path's match, on this stack
 	switch {
 	case p.static:
 		p.setURI(r, p.uriEnc)
@@ -290,7 +345,7 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 				}
 			}
 		} else if len(p.regex) > 0 {
-			match, matchSrc, up = p.regexRewrite(up)
+			match, matchSrc, up = p.regexRewrite(up, &mbuf)
 		}
 		r.RequestURI = up
 	case c.URI != nil:
@@ -300,7 +355,7 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 		up := r.Path
 		sepEscaped := strings.IndexByte(up, '?') < 0
 		if len(p.regex) > 0 {
-			match, matchSrc, up = p.regexRewrite(up)
+			match, matchSrc, up = p.regexRewrite(up, &mbuf)
 		} else {
 			sepEscaped = false
 		}
@@ -314,11 +369,18 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 	}
 }
 
-// regexRewrite substitutes the first matching pattern's first match.
-func (p *Plugin) regexRewrite(up string) (match []int, src, out string) {
-	for _, rp := range p.regex {
-		m := rp.re.FindStringSubmatchIndex(up)
-		if m == nil {
+// regexRewrite substitutes the first matching pattern's first match;
+// mbuf holds the match of a prefix rule.
+func (p *Plugin) regexRewrite(up string, mbuf *[4]int) (match []int, src, out string) {
+	for i := range p.regex {
+		rp := &p.regex[i]
+		var m []int
+		if rp.isPrefix {
+			if !rp.matchPrefix(up, mbuf) {
+				continue
+			}
+			m = mbuf[:]
+		} else if m = rp.re.FindStringSubmatchIndex(up); m == nil {
 			continue
 		}
 		// A stack buffer for the usual short URI: only the string
