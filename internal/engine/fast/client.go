@@ -1126,6 +1126,9 @@ func (cn *conn) headToMap(c *engine.Ctx, fields []field, connListed []string, ch
 // upstream's as they are: none that frames the body or that the engine
 // sets itself.
 func plainFields(h engine.Header) bool {
+	if len(h) == 0 {
+		return true
+	}
 	for k := range h {
 		switch k {
 		case "Content-Length", "Transfer-Encoding", "Trailer", "Connection", "Server", "Date",
