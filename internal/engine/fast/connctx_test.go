@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,115 +17,134 @@ import (
 )
 
 // A context derived from a request's context is cancelled when the request
-// ends, synchronously, and never sees the next request's state: the
-// connection reuses one context value, so a derived context that read its
-// parent's Err after the reset would find nil (the context package panics
+// ends, synchronously; deriving marks the value observed, so the server
+// never re-arms it for the next request (a derived context that read its
+// parent's Err after a reset would find nil: the context package panics
 // with "missing cancel error"; CI hit it through limit-count's Redis
 // timeout context).
 func TestConnCtxDerivedContexts(t *testing.T) {
 	var x connCtx
-	for gen := 0; gen < 3; gen++ {
-		x.start(nil)
-		kept, cancelKept := context.WithTimeout(&x, time.Hour)
-		dropped, cancelDropped := context.WithCancel(&x)
-		cancelDropped() // unregisters its callback
-		if dropped.Err() != context.Canceled {
-			t.Fatalf("dropped: %v", dropped.Err())
-		}
-		if kept.Err() != nil {
-			t.Fatalf("kept cancelled early: %v", kept.Err())
-		}
-		if n := len(x.afters); n != 1 {
-			t.Fatalf("registered callbacks = %d, want 1 (the stopped one removed)", n)
-		}
-		x.finish()
-		// Cancelled by the time finish returns, not by some later goroutine.
-		if kept.Err() != context.Canceled {
-			t.Fatalf("gen %d: derived context not cancelled by finish: %v", gen, kept.Err())
-		}
-		cancelKept()
+	x.start()
+	if x.used() {
+		t.Fatal("a fresh context counts as observed")
+	}
+	kept, cancelKept := context.WithTimeout(&x, time.Hour)
+	defer cancelKept()
+	dropped, cancelDropped := context.WithCancel(&x)
+	cancelDropped() // unregisters its callback
+	if dropped.Err() != context.Canceled {
+		t.Fatalf("dropped: %v", dropped.Err())
+	}
+	if kept.Err() != nil {
+		t.Fatalf("kept cancelled early: %v", kept.Err())
+	}
+	if n := len(x.afters); n != 1 {
+		t.Fatalf("registered callbacks = %d, want 1 (the stopped one removed)", n)
+	}
+	if !x.used() {
+		t.Fatal("a context with derived contexts is not marked observed: it would be re-armed")
+	}
+	x.finish()
+	// Cancelled by the time finish returns, not by some later goroutine.
+	if kept.Err() != context.Canceled {
+		t.Fatalf("derived context not cancelled by finish: %v", kept.Err())
 	}
 	// Deriving from an already-cancelled request cancels at once.
-	x.start(nil)
-	x.finish()
 	d, cancel := context.WithCancel(&x)
 	defer cancel()
 	if d.Err() != context.Canceled {
 		t.Fatalf("derived from cancelled: %v", d.Err())
 	}
-	// A callback registered after cancellation runs, and start waits for it
-	// (the context package takes this path when the request is cancelled
-	// between its own Done check and its AfterFunc call).
+	// A callback registered after cancellation still runs.
 	ran := make(chan struct{})
-	release := make(chan struct{})
-	if x.AfterFunc(func() { close(ran); <-release })() {
+	if x.AfterFunc(func() { close(ran) })() {
 		t.Fatal("stop reported a callback that runs at once as stopped")
 	}
 	<-ran
-	started := make(chan struct{})
-	go func() { x.start(nil); close(started) }()
-	select {
-	case <-started:
-		t.Fatal("start did not wait for a running callback")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(release)
-	<-started
-	if x.Err() != nil {
-		t.Fatal("restarted context is cancelled")
-	}
 }
 
 // Through the server: every request derives a timeout context that
 // outlives it (as a plugin's Redis call would) and checks its error once
-// it fires; many keep-alive requests on a few connections must never see a
-// derived context cancelled without an error, nor panic.
+// it fires. Many keep-alive requests on a few connections, sequential or
+// pipelined (the next request starts right after the previous one's
+// context is cancelled), must never see a derived context done without an
+// error, nor panic — whether the context is a direct child (AfterFunc) or
+// wraps the request's context in a type the context package does not know
+// (context.WithValue, as httptrace and client libraries do: a watching
+// goroutine reads the parent's Err after Done closes).
 func TestDerivedContextAcrossKeepAlive(t *testing.T) {
-	var bad atomic.Int64
-	h := engine.HandlerFunc(func(c *engine.Ctx) {
-		ctx, cancel := context.WithTimeout(c.Context, time.Minute)
-		go func() {
-			<-ctx.Done()
-			if ctx.Err() == nil {
-				bad.Add(1)
-			}
-			cancel()
-		}()
-		c.Reply(200, "text/plain", []byte("ok"))
-	})
-	addr := startFast(t, h, std.Limits{})
-	const conns, reqs = 4, 300
-	errs := make(chan error, conns)
-	for i := 0; i < conns; i++ {
-		go func() {
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer nc.Close()
-			br := bufio.NewReader(nc)
-			for j := 0; j < reqs; j++ {
-				if _, err := fmt.Fprintf(nc, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", j); err != nil {
-					errs <- err
-					return
+	type key struct{}
+	for _, tc := range []struct {
+		name     string
+		wrap     bool
+		pipeline bool
+	}{
+		{"direct child", false, false},
+		{"via WithValue, pipelined", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bad atomic.Int64
+			h := engine.HandlerFunc(func(c *engine.Ctx) {
+				parent := c.Context
+				if tc.wrap {
+					parent = context.WithValue(parent, key{}, 1)
 				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					errs <- err
-					return
-				}
-				resp.Body.Close()
+				ctx, cancel := context.WithTimeout(parent, time.Minute)
+				go func() {
+					<-ctx.Done()
+					if ctx.Err() == nil {
+						bad.Add(1)
+					}
+					cancel()
+				}()
+				c.Reply(200, "text/plain", []byte("ok"))
+			})
+			addr := startFast(t, h, std.Limits{})
+			const conns, reqs = 4, 400
+			errs := make(chan error, conns)
+			for i := 0; i < conns; i++ {
+				go func() { errs <- keepAliveGets(addr, reqs, tc.pipeline) }()
 			}
-			errs <- nil
-		}()
+			for i := 0; i < conns; i++ {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := bad.Load(); n != 0 {
+				t.Fatalf("%d derived contexts were done without an error", n)
+			}
+		})
 	}
-	for i := 0; i < conns; i++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+}
+
+// keepAliveGets sends n GETs on one connection, each after the previous
+// response or all at once (pipeline), and reads the n responses.
+func keepAliveGets(addr string, n int, pipeline bool) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	if pipeline {
+		var b strings.Builder
+		for j := 0; j < n; j++ {
+			fmt.Fprintf(&b, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", j)
 		}
+		go io.WriteString(nc, b.String())
 	}
-	if n := bad.Load(); n != 0 {
-		t.Fatalf("%d derived contexts were done without an error", n)
+	for j := 0; j < n; j++ {
+		if !pipeline {
+			if _, err := fmt.Fprintf(nc, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", j); err != nil {
+				return err
+			}
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
+	return nil
 }

@@ -1,14 +1,8 @@
 package fast
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,66 +10,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/engine/std"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
-
-// Contexts derived from the request context through a wrapper the context
-// package does not know (context.WithValue, as httptrace and many client
-// libraries do) are cancelled by a watching goroutine that reads the
-// parent's Err after Done closes; with the reused connection context that
-// Err may already be the next request's nil.
-func TestReviewDerivedViaValueAcrossKeepAlive(t *testing.T) {
-	type key struct{}
-	var bad atomic.Int64
-	h := engine.HandlerFunc(func(c *engine.Ctx) {
-		ctx, cancel := context.WithTimeout(context.WithValue(c.Context, key{}, 1), time.Minute)
-		go func() {
-			<-ctx.Done()
-			if ctx.Err() == nil {
-				bad.Add(1)
-			}
-			cancel()
-		}()
-		c.Reply(200, "text/plain", []byte("ok"))
-	})
-	addr := startFast(t, h, std.Limits{})
-	const conns, reqs = 4, 500
-	errs := make(chan error, conns)
-	for i := 0; i < conns; i++ {
-		go func() {
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer nc.Close()
-			// Pipelined: the next request starts right after the
-			// previous one's context is cancelled.
-			var b strings.Builder
-			for j := 0; j < reqs; j++ {
-				fmt.Fprintf(&b, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", j)
-			}
-			go io.WriteString(nc, b.String())
-			br := bufio.NewReader(nc)
-			for j := 0; j < reqs; j++ {
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					errs <- err
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			errs <- nil
-		}()
-	}
-	for i := 0; i < conns; i++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := bad.Load(); n != 0 {
-		t.Fatalf("%d derived contexts were done without an error", n)
-	}
-}
 
 // net/http reads a request head without a deadline when there is no
 // read-header timeout; on a hot keep-alive connection the fast engine

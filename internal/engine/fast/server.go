@@ -1001,7 +1001,7 @@ func (cn *conn) readRequest() *httpError {
 		// a fresh one rather than a reset one.
 		cn.cctx = new(connCtx)
 	}
-	cn.cctx.start(cn)
+	cn.cctx.start()
 	c.Context = cn.cctx
 	c.EngineData = cn
 	cn.body.reset(cn, cn.br)

@@ -22,20 +22,17 @@ import (
 // watcher goroutine reads Err() after Done() closes) would find the next
 // request's nil. So a request whose context was observed (Done or
 // AfterFunc called) leaves it cancelled for good and the next request
-// gets a new one (one allocation, never on the plain proxy path). It
-// also implements AfterFunc, which the context package uses instead of a
-// watching goroutine for contexts derived from it directly: they are
-// cancelled synchronously by cancel.
+// gets a new one (one allocation, never on the plain proxy path); only a
+// value nobody observed is re-armed. It also implements AfterFunc, which
+// the context package uses instead of a watching goroutine for contexts
+// derived from it directly: cancel runs their callbacks synchronously.
 type connCtx struct {
 	mu       sync.Mutex
-	observed bool      // Done or AfterFunc was called (see used)
-	idle     sync.Cond // signalled when pending drops to 0
+	observed bool // Done or AfterFunc was called (see used)
 	done     chan struct{}
 	err      error
 	onCancel func()
 	afters   []afterFunc // registered by AfterFunc, not yet run
-	running  []afterFunc // being run by cancel
-	pending  int         // callbacks being run
 	seq      uint64
 }
 
@@ -44,15 +41,11 @@ type afterFunc struct {
 	f  func()
 }
 
-func (x *connCtx) start(*conn) {
+// start re-arms a context nobody observed (so it has no Done channel and
+// no callbacks) for the next request.
+func (x *connCtx) start() {
 	x.mu.Lock()
-	if x.idle.L == nil {
-		x.idle.L = &x.mu
-	}
-	for x.pending > 0 {
-		x.idle.Wait()
-	}
-	x.done, x.err, x.onCancel = nil, nil, nil
+	x.err, x.onCancel = nil, nil
 	x.mu.Unlock()
 }
 
@@ -101,15 +94,8 @@ func (x *connCtx) AfterFunc(f func()) (stop func() bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.observed = true
-	if x.idle.L == nil {
-		x.idle.L = &x.mu
-	}
 	if x.err != nil {
-		x.pending++
-		go func() {
-			f()
-			x.release()
-		}()
+		go f()
 		return func() bool { return false }
 	}
 	x.seq++
@@ -128,50 +114,26 @@ func (x *connCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
-func (x *connCtx) release() {
-	x.mu.Lock()
-	x.pending--
-	if x.pending == 0 {
-		x.idle.Broadcast()
-	}
-	x.mu.Unlock()
-}
-
 func (x *connCtx) cancel(err error) {
 	x.mu.Lock()
 	if x.err != nil {
 		x.mu.Unlock()
 		return
 	}
-	if x.idle.L == nil {
-		x.idle.L = &x.mu
-	}
 	x.err = err
 	if x.done != nil {
 		close(x.done)
 	}
-	f := x.onCancel
-	x.onCancel = nil
-	var run []afterFunc
-	if len(x.afters) > 0 {
-		x.running = append(x.running[:0], x.afters...)
-		clear(x.afters)
-		x.afters = x.afters[:0]
-		run = x.running
-		x.pending++
-	}
+	f, run := x.onCancel, x.afters
+	x.onCancel, x.afters = nil, nil
 	x.mu.Unlock()
 	if f != nil {
 		f()
 	}
-	if run != nil {
-		// Callbacks run without the lock: a derived context's cancel
-		// calls back into Err and into its stop function.
-		for _, a := range run {
-			a.f()
-		}
-		clear(run)
-		x.release()
+	// Callbacks run without the lock: a derived context's cancel calls
+	// back into Err and into its stop function.
+	for _, a := range run {
+		a.f()
 	}
 }
 
