@@ -1087,6 +1087,13 @@ func (f *Forwarder) roundTripResponse(c *engine.Ctx, cn *conn, uc *upConn, plan 
 	return code, true, nil
 }
 
+// endToEnd reports whether upstream field k goes to the client: not
+// hop-by-hop, not named in Connection, and no Content-Length on a body
+// the engine re-frames (chunked).
+func endToEnd(k string, connListed []string, chunked bool) bool {
+	return !engine.IsHopByHop(k) && !listed(connListed, k) && !(k == "Content-Length" && chunked)
+}
+
 // headToMap puts the end-to-end fields of an upstream head into the
 // client's header map and sets the status; it returns the trailer names
 // the head announces for a chunked body.
@@ -1105,7 +1112,7 @@ func (cn *conn) headToMap(c *engine.Ctx, fields []field, connListed []string, ch
 			}
 			continue
 		}
-		if engine.IsHopByHop(fd.k) || listed(connListed, fd.k) || fd.k == "Content-Length" && chunked {
+		if !endToEnd(fd.k, connListed, chunked) {
 			continue
 		}
 		cn.addRespHeader(dst, fd.k, fd.v)
@@ -1163,8 +1170,7 @@ func (w *respWriter) headDirect(code int, fields []field, connListed []string, c
 		case fd.k == "Trailer":
 			clear(dst)
 			return false
-		case fd.k == "Server", engine.IsHopByHop(fd.k), listed(connListed, fd.k),
-			fd.k == "Content-Length" && chunked:
+		case fd.k == "Server", !endToEnd(fd.k, connListed, chunked):
 			continue
 		}
 		dst = append(dst, *fd)
