@@ -75,16 +75,16 @@ type rule struct {
 
 // Plugin is a built limit-count instance.
 type Plugin struct {
-	lastLimit atomic.Pointer[numText] // limitText's cache
-	lastReset atomic.Pointer[numText] // resetText's cache (n: hundredths)
-	conf      Config
-	rules     []rule
-	hasRule   bool // conf uses rules
-	sliding   bool
-	body      any // rejection body, nil for none
-	handle    *limitkit.Handle[counter]
-	st        *state
-	names     atomic.Pointer[ruleNameCache]
+	limitTxt lastText // the limit header's text, by limit
+	resetTxt lastText // the reset header's text, by hundredths of a second
+	conf     Config
+	rules    []rule
+	hasRule  bool // conf uses rules
+	sliding  bool
+	body     any // rejection body, nil for none
+	handle   *limitkit.Handle[counter]
+	st       *state
+	names    atomic.Pointer[ruleNameCache]
 
 	// redis is the shared Redis backend of the redis policies, nil for
 	// local. redisScope is APISIX's counter key prefix ("<resource
@@ -472,23 +472,30 @@ func decimal(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// numText is a number with its decimal text.
+// lastText remembers the text of the last number it formatted, for a
+// header value that repeats from request to request (no formatting, no
+// allocation while it does).
+type lastText struct{ p atomic.Pointer[numText] }
+
+// numText is a number with its text.
 type numText struct {
 	n int64
 	s string
 }
 
-// limitText formats limit, reusing the last result: the limit is nearly
-// always the same for every request of an instance, so its header value
-// costs no allocation.
-func (p *Plugin) limitText(limit int64) string {
-	if c := p.lastLimit.Load(); c != nil && c.n == limit {
+// text returns format(n), from the last call when n is the same.
+func (l *lastText) text(n int64, format func(int64) string) string {
+	if c := l.p.Load(); c != nil && c.n == n {
 		return c.s
 	}
-	c := &numText{limit, strconv.FormatInt(limit, 10)}
-	p.lastLimit.Store(c)
+	c := &numText{n, format(n)}
+	l.p.Store(c)
 	return c.s
 }
+
+// limitText formats limit: nearly always the same for every request of
+// an instance.
+func (p *Plugin) limitText(limit int64) string { return p.limitTxt.text(limit, decimal) }
 
 // ruleNames returns the canonical quota header names for a rule, with the
 // rule's prefix inserted before "RateLimit-" as APISIX does.
@@ -513,17 +520,13 @@ func (p *Plugin) ruleNames(r *plugin.Request, ru *rule) *[3]string {
 }
 
 // resetText formats the reset time (whole hundredths of a second, as
-// limit sets it), reusing the last result: it changes every 10 ms, so
-// requests in between cost no formatting and no allocation.
+// limit sets it): it changes every 10 ms, so the requests in between
+// reuse its text.
 func (p *Plugin) resetText(reset float64) string {
-	cents := int64(math.Round(reset * 100))
-	if c := p.lastReset.Load(); c != nil && c.n == cents {
-		return c.s
-	}
-	c := &numText{cents, formatLuaNumber(reset)}
-	p.lastReset.Store(c)
-	return c.s
+	return p.resetTxt.text(int64(math.Round(reset*100)), formatHundredths)
 }
+
+func formatHundredths(c int64) string { return formatLuaNumber(float64(c) / 100) }
 
 // formatLuaNumber prints a number as Lua's tostring does (%.14g).
 func formatLuaNumber(f float64) string {
