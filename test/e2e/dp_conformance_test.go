@@ -103,28 +103,13 @@ func (l *dpcLog) take() []string {
 // prematurely closed connection", a 502 that GET requests retry).
 func dpcCloser(t *testing.T, log *dpcLog, name string, delay time.Duration) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			log.add(name)
-			go func() {
-				defer c.Close()
-				time.Sleep(delay)
-				c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-				buf := make([]byte, 4096)
-				c.Read(buf)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return tcpServer(t, func(c net.Conn) {
+		log.add(name)
+		time.Sleep(delay)
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		buf := make([]byte, 4096)
+		c.Read(buf)
+	})
 }
 
 // dpcDead returns a loopback address nothing listens on (connection

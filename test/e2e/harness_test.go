@@ -315,3 +315,28 @@ func wantError(t *testing.T, r resp, status int, msg string) {
 		t.Fatalf("error_msg %q, want %q", got, msg)
 	}
 }
+
+// tcpServer accepts connections on a loopback port until the test ends and
+// runs handle for each in its own goroutine (which closes the connection
+// afterwards); it returns the address.
+func tcpServer(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}

@@ -17,40 +17,25 @@ import (
 // tag + the bytes read; tag "" echoes verbatim and half-closes at EOF.
 func streamOrigin(t *testing.T, tag string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return tcpServer(t, func(c net.Conn) {
+		if tag == "" {
+			io.Copy(c, c)
+			c.(*net.TCPConn).CloseWrite()
+			return
+		}
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			if n > 0 {
+				if _, err := c.Write(append([]byte(tag), buf[:n]...)); err != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				if tag == "" {
-					io.Copy(c, c)
-					c.(*net.TCPConn).CloseWrite()
-					return
-				}
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if _, err := c.Write(append([]byte(tag), buf[:n]...)); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // streamAsk sends msg on c and reads the tagged answer; "" means the
