@@ -16,6 +16,35 @@ import (
 // filter writer does, so the response head goes through the header map.
 type wrappedW struct{ engine.ResponseWriter }
 
+// headsBothWays sends req through two fast servers forwarding to upstream
+// addr with opt — one where the forwarder sees the engine's writer (the
+// direct head), one where a wrapper hides it (the header map) — with
+// before and after (either may be nil) run around the forwarding, and
+// returns both responses normalised (normaliseResponse).
+func headsBothWays(t *testing.T, addr string, opt proxy.Options, req string, before, after func(*engine.Ctx)) (direct, viaMap string) {
+	t.Helper()
+	inner := forwardTo(NewForwarder(nil, nil), addr, opt)
+	serve := func(wrap bool) engine.Handler {
+		return engine.HandlerFunc(func(c *engine.Ctx) {
+			if before != nil {
+				before(c)
+			}
+			w := c.W
+			if wrap {
+				c.W = wrappedW{w}
+			}
+			inner.Serve(c)
+			c.W = w
+			if after != nil {
+				after(c)
+			}
+		})
+	}
+	direct = normaliseResponse(rawExchange(t, startFast(t, serve(false), std.Limits{}), req, 3*time.Second))
+	viaMap = normaliseResponse(rawExchange(t, startFast(t, serve(true), std.Limits{}), req, 3*time.Second))
+	return direct, viaMap
+}
+
 // The forwarder writes a response nothing filters straight from the
 // upstream's field list (respWriter.headDirect); every head must reach
 // the client exactly as through the header map.
@@ -42,18 +71,8 @@ func TestDirectHeadMatchesMap(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			up := startUpstream(t, func(*http.Request) string { return tc.resp })
-			fwd := NewForwarder(nil, nil)
-			direct := startFast(t, forwardTo(fwd, up.addr(), tc.opt), std.Limits{})
-			inner := forwardTo(fwd, up.addr(), tc.opt)
-			viaMap := startFast(t, engine.HandlerFunc(func(c *engine.Ctx) {
-				w := c.W
-				c.W = wrappedW{w}
-				inner.Serve(c)
-				c.W = w
-			}), std.Limits{})
 			req := tc.method + " / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-			a := normaliseResponse(rawExchange(t, direct, req, 3*time.Second))
-			b := normaliseResponse(rawExchange(t, viaMap, req, 3*time.Second))
+			a, b := headsBothWays(t, up.addr(), tc.opt, req, nil, nil)
 			if a != b {
 				t.Fatalf("direct head differs from the map's:\ndirect:\n%s\nmap:\n%s", a, b)
 			}
@@ -115,25 +134,12 @@ func TestDirectHeadPluginFieldsMatchMap(t *testing.T) {
 		{"Content-Type": "application/json"},
 		{"Date": "Thu, 01 Jan 2026 00:00:00 GMT"},
 	} {
-		inner := forwardTo(NewForwarder(nil, nil), up.addr(), proxy.Options{})
-		withSet := func(wrap bool) engine.Handler {
-			return engine.HandlerFunc(func(c *engine.Ctx) {
-				for k, v := range set {
-					c.W.Header()[k] = []string{v}
-				}
-				if !wrap {
-					inner.Serve(c)
-					return
-				}
-				w := c.W
-				c.W = wrappedW{w}
-				inner.Serve(c)
-				c.W = w
-			})
-		}
 		req := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-		a := normaliseResponse(rawExchange(t, startFast(t, withSet(false), std.Limits{}), req, 3*time.Second))
-		b := normaliseResponse(rawExchange(t, startFast(t, withSet(true), std.Limits{}), req, 3*time.Second))
+		a, b := headsBothWays(t, up.addr(), proxy.Options{}, req, func(c *engine.Ctx) {
+			for k, v := range set {
+				c.W.Header()[k] = []string{v}
+			}
+		}, nil)
 		if a != b || !strings.Contains(a, "X-A: 1") {
 			t.Fatalf("%v: direct head differs from the map's:\ndirect:\n%s\nmap:\n%s", set, a, b)
 		}

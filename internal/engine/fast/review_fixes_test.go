@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/engine/std"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
@@ -41,17 +40,8 @@ func TestReviewDirectContentEncodingFirstValue(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Encoding: \r\nContent-Length: 6\r\n\r\n<html>",
 	} {
 		up := startUpstream(t, func(*http.Request) string { return resp })
-		inner := forwardTo(NewForwarder(nil, nil), up.addr(), proxy.Options{})
-		direct := startFast(t, inner, std.Limits{})
-		viaMap := startFast(t, engine.HandlerFunc(func(c *engine.Ctx) {
-			w := c.W
-			c.W = wrappedW{w}
-			inner.Serve(c)
-			c.W = w
-		}), std.Limits{})
 		req := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-		a := normaliseResponse(rawExchange(t, direct, req, 3*time.Second))
-		b := normaliseResponse(rawExchange(t, viaMap, req, 3*time.Second))
+		a, b := headsBothWays(t, up.addr(), proxy.Options{}, req, nil, nil)
 		if a != b {
 			t.Errorf("direct head differs from the map's:\ndirect:\n%s\nmap:\n%s", a, b)
 		}
