@@ -56,7 +56,9 @@ type Server struct {
 	shutdown atomic.Bool
 	wg       sync.WaitGroup
 
-	// ftw counts flush-then-wait waits and those that timed out.
+	// ftw counts flush-then-wait waits (added when a connection ends,
+	// not per request: no shared write on the hot path) and those that
+	// timed out (rare).
 	ftw struct{ waits, timeouts atomic.Int64 }
 }
 
@@ -253,6 +255,7 @@ type conn struct {
 	noFTW        bool
 	ftwTimedOut  bool
 	ftwDeadline  time.Time // the read deadline waitReady set
+	ftwWaits     int64     // waitReady calls, added to Server.ftw when the connection ends
 	waitFrom     time.Time
 }
 
@@ -277,6 +280,7 @@ func (cn *conn) serve() {
 				s.writers.Put(cn.bw)
 			}
 		}
+		s.ftw.waits.Add(cn.ftwWaits)
 		s.mu.Lock()
 		delete(s.conns, cn)
 		s.mu.Unlock()
@@ -424,7 +428,7 @@ func (cn *conn) waitReady() waitResult {
 		cn.ftwDeadline = cn.rdl
 	}
 	cn.waitFlushed, cn.flushErr = false, nil
-	cn.s.ftw.waits.Add(1)
+	cn.ftwWaits++
 	err := cn.rc.Read(cn.waitFn)
 	if !cn.waitFlushed {
 		// The callback never ran (the connection is closing).
