@@ -170,13 +170,14 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	var engines []*std.Server
 	var fastEngines []*fast.Server
+	var nodeNames *resolver.Resolver // the TTL-caching resolver of node hostnames (HTTP and stream)
 	if role != "control_plane" {
 		dp := &dataPlane{builder: builder, fwd: proxy.NewForwarder(log), server: server,
 			showStatus: cfg.Apisix.ShowUpstreamStatusInResponseHeader, logger: log,
 			deleteTailSlash: cfg.Apisix.DeleteURITailSlash,
 			realIP:          newRealIP(cfg.NginxConfig.HTTP.RealIPHeader, cfg.NginxConfig.HTTP.RealIPFrom, cfg.NginxConfig.HTTP.RealIPRecursive)}
 		if res, err := resolver.New(resolver.Options{Logger: log}); err == nil {
-			dp.resolver = res
+			dp.resolver, nodeNames = res, res
 		} else {
 			log.Warn("DNS cache disabled; node hostnames resolve per connection", "err", err)
 		}
@@ -264,7 +265,7 @@ func Run(ctx context.Context, opt Options) error {
 
 	var streamSrv *stream.Server
 	if streamMode {
-		streamSrv, err = serveStream(cfg, builder, log, errc)
+		streamSrv, err = serveStream(cfg, builder, nodeNames, log, errc)
 		if err != nil {
 			return err
 		}
@@ -314,7 +315,7 @@ func Run(ctx context.Context, opt Options) error {
 // serveStream starts the apisix.stream_proxy listeners. A listener that
 // cannot bind fails Run, as an HTTP listener does; one that fails later
 // is reported on errc.
-func serveStream(cfg *config.Config, builder *Builder, log *slog.Logger, errc chan<- error) (*stream.Server, error) {
+func serveStream(cfg *config.Config, builder *Builder, nodeNames *resolver.Resolver, log *slog.Logger, errc chan<- error) (*stream.Server, error) {
 	sp := cfg.Apisix.StreamProxy
 	if len(sp.TCP) == 0 && len(sp.UDP) == 0 {
 		log.Warn("apisix.proxy_mode includes stream but apisix.stream_proxy lists no tcp or udp listener; stream_routes serve nothing")
@@ -336,7 +337,11 @@ func serveStream(cfg *config.Config, builder *Builder, log *slog.Logger, errc ch
 			break
 		}
 	}
-	srv := stream.New(stream.Options{Logger: log, Table: builder.streamTable, TLS: tc})
+	opt := stream.Options{Logger: log, Table: builder.streamTable, TLS: tc}
+	if nodeNames != nil {
+		opt.Resolve = nodeNames.Pick
+	}
+	srv := stream.New(opt)
 	report := func(name string, err error) {
 		if err != nil && !errors.Is(err, stream.ErrServerClosed) {
 			select {

@@ -38,6 +38,10 @@ type Options struct {
 	// MaxUDPSessions caps the UDP sessions per listener; datagrams from
 	// new clients beyond it are dropped (default 10,000).
 	MaxUDPSessions int
+	// Resolve names an upstream node's host (the gateway's TTL-caching
+	// resolver, as for HTTP upstreams); nil, or a failure, leaves it to
+	// the dialer's own lookup.
+	Resolve func(ctx context.Context, host string) (netip.Addr, error)
 }
 
 // Server proxies stream connections. One Server serves any number of
@@ -265,8 +269,18 @@ func (s *Server) connect(up *Upstream, network string, local, remote netip.AddrP
 func (s *Server) dial(up *Upstream, network string, n *balancer.Node, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
+	addr := n.Addr
+	if s.opt.Resolve != nil {
+		if _, err := netip.ParseAddr(n.Host); err != nil {
+			if ip, err := s.opt.Resolve(ctx, n.Host); err == nil {
+				addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
+			} else {
+				s.log.Warn("stream upstream node name not resolved", "host", n.Host, "err", err)
+			}
+		}
+	}
 	if up.TLS == nil || network != "tcp" {
-		return s.dialer.DialContext(ctx, network, n.Addr)
+		return s.dialer.DialContext(ctx, network, addr)
 	}
 	cfg := up.TLS
 	if cfg.ServerName == "" {
@@ -276,7 +290,7 @@ func (s *Server) dial(up *Upstream, network string, n *balancer.Node, timeout ti
 		}
 	}
 	d := tls.Dialer{NetDialer: &s.dialer, Config: cfg}
-	return d.DialContext(ctx, "tcp", n.Addr)
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // hashKey is the chash key of a stream connection: hash_on vars with one

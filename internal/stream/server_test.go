@@ -88,9 +88,16 @@ type proxy struct {
 
 func startProxy(t *testing.T, routes ...*Route) *proxy {
 	t.Helper()
+	return startProxyWith(t, Options{}, routes...)
+}
+
+// startProxyWith is startProxy with Options (Table is set here).
+func startProxyWith(t *testing.T, opt Options, routes ...*Route) *proxy {
+	t.Helper()
 	p := &proxy{}
 	p.table.Store(NewTable(routes))
-	p.srv = New(Options{Table: p.table.Load})
+	opt.Table = p.table.Load
+	p.srv = New(opt)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -438,5 +445,33 @@ func TestUDP(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("ServeUDP: %v", err)
+	}
+}
+
+// A node named by host goes through Options.Resolve (the gateway's
+// caching resolver): a name only it knows reaches the origin.
+func TestResolveNodeNames(t *testing.T) {
+	ap := netip.MustParseAddrPort(origin(t, echo))
+	b, err := balancer.New(balancer.Config{Type: "roundrobin", Nodes: []balancer.Node{{Host: "origin.sluice.test", Port: int(ap.Port()), Weight: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	resolve := func(_ context.Context, host string) (netip.Addr, error) {
+		asked.Add(1)
+		if host != "origin.sluice.test" {
+			return netip.Addr{}, errors.New("unknown host " + host)
+		}
+		return ap.Addr(), nil
+	}
+	p := startProxyWith(t, Options{Resolve: resolve}, &Route{ID: "1", Upstream: &Upstream{Balancer: b}})
+	c := p.dial(t)
+	defer c.Close()
+	got, err := roundTrip(t, c, "hello")
+	if err != nil || got != "hello" {
+		t.Fatalf("round trip through a named node: %q, %v", got, err)
+	}
+	if asked.Load() == 0 {
+		t.Fatal("Resolve was not asked for the node's name")
 	}
 }
