@@ -127,6 +127,7 @@ type pool struct {
 type upConn struct {
 	p        *pool
 	nc       net.Conn
+	s        sock // nc's reads and writes
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	sc       strCache
@@ -218,6 +219,7 @@ func (p *pool) dial(ctx context.Context) (*upConn, error) {
 		nc = tc
 	}
 	uc := &upConn{p: p, nc: nc}
+	uc.s.init(nc)
 	uc.rd.uc = uc
 	uc.br = p.f.readers.Get().(*bufio.Reader)
 	uc.br.Reset(&uc.rd)
@@ -713,7 +715,7 @@ func (w *upWriter) Write(p []byte) (int, error) {
 				_ = uc.nc.SetWriteDeadline(dl)
 			}
 		}
-		return uc.nc.Write(p)
+		return uc.s.Write(p)
 	}
 	now := time.Now()
 	send := w.send
@@ -731,7 +733,7 @@ func (w *upWriter) Write(p []byte) (int, error) {
 			uc.wdl = dl
 			_ = uc.nc.SetWriteDeadline(dl)
 		}
-		n, err := uc.nc.Write(p[total:])
+		n, err := uc.s.Write(p[total:])
 		total += n
 		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return total, err
@@ -855,7 +857,7 @@ type upReader struct {
 func (r *upReader) Read(p []byte) (int, error) {
 	uc, cn := r.uc, r.cn
 	if cn == nil {
-		return uc.nc.Read(p)
+		return uc.s.Read(p)
 	}
 	now := r.now
 	if now.IsZero() {
@@ -873,7 +875,7 @@ func (r *upReader) Read(p []byte) (int, error) {
 		if dl, set := loose(&uc.rdl, now, watchDelay); set {
 			_ = uc.nc.SetReadDeadline(dl)
 		}
-		n, err := uc.nc.Read(p)
+		n, err := uc.s.Read(p)
 		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
@@ -895,7 +897,7 @@ func (r *upReader) Read(p []byte) (int, error) {
 		uc.rdl = time.Time{}
 		return 0, context.Canceled
 	}
-	n, err := uc.nc.Read(p)
+	n, err := uc.s.Read(p)
 	if err != nil && cn.cctx.Err() != nil {
 		uc.rdl = time.Time{} // the cancel moved the deadline
 		return n, context.Canceled

@@ -184,12 +184,12 @@ const (
 // known exactly whether or not the buffer flushed while it was written
 // (Ctx.ResponseHeadBytes).
 type sink struct {
-	nc net.Conn
-	n  int64
+	s *sock
+	n int64
 }
 
 func (s *sink) Write(p []byte) (int, error) {
-	n, err := s.nc.Write(p)
+	n, err := s.s.Write(p)
 	s.n += int64(n)
 	return n, err
 }
@@ -204,6 +204,7 @@ type conn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	src      srcReader
+	sk       sock // the socket under src and out
 	state    atomic.Int32
 
 	remote, local netip.AddrPort
@@ -297,7 +298,8 @@ func (cn *conn) serve() {
 	cn.br = s.readers.Get().(*bufio.Reader)
 	cn.br.Reset(&cn.src)
 	cn.bw = s.writers.Get().(*bufio.Writer)
-	cn.out.nc = cn.nc
+	cn.sk.init(cn.nc)
+	cn.out.s = &cn.sk
 	cn.bw.Reset(&cn.out)
 	cn.reqHdr = make(engine.Header, 16)
 	cn.respHdr = make(engine.Header, 16)
@@ -1243,5 +1245,5 @@ func (r *srcReader) Read(p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	return r.cn.nc.Read(p)
+	return r.cn.sk.Read(p)
 }
