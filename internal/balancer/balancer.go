@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -43,6 +44,8 @@ type Node struct {
 	// Addr is "host:port" (IPv6 hosts in brackets). New fills it from Host
 	// and Port when empty; it is the identity used by health checks and Tried.
 	Addr string
+	// Named: Host is a name to resolve, not an IP address (New sets it).
+	Named bool
 }
 
 // Config is the part of an upstream that drives node selection.
@@ -162,6 +165,8 @@ func New(cfg Config) (*Balancer, error) {
 			}
 			n.Addr = joinHostPort(n.Host, n.Port)
 		}
+		_, err := netip.ParseAddr(n.Host)
+		n.Named = err != nil
 		b.nodes[i].Node = n
 	}
 	b.view.Store(b.buildView(nil, 0, nil))

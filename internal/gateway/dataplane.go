@@ -429,15 +429,13 @@ func (s *fwdState) pick(attempt int) (proxy.Target, bool) {
 	}
 	s.picked = append(s.picked, n)
 	t := up.target(c, n)
-	if d.resolver != nil {
-		if _, err := netip.ParseAddr(n.Host); err != nil {
-			// Node hostnames are resolved through the TTL cache; on
-			// failure the dialer's own lookup gets its chance.
-			if ip, err := d.resolver.Pick(c.Context, n.Host); err == nil {
-				t.Addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
-			} else {
-				d.logger.Warn("upstream node name not resolved", "host", n.Host, "err", err)
-			}
+	if d.resolver != nil && n.Named {
+		// Node hostnames are resolved through the TTL cache; on
+		// failure the dialer's own lookup gets its chance.
+		if ip, err := d.resolver.Pick(c.Context, n.Host); err == nil {
+			t.Addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
+		} else {
+			d.logger.Warn("upstream node name not resolved", "host", n.Host, "err", err)
 		}
 	}
 	if r != nil {

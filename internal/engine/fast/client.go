@@ -152,22 +152,31 @@ type upConn struct {
 
 type field struct{ k, v string }
 
-func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options) *pool {
+// pool returns the pool for t; *last is the client connection's last one,
+// tried first (pools are never dropped): a keep-alive client mostly goes
+// to the same node, and the comparison is cheaper than the shared map's
+// lock and hash.
+func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options, last **pool) *pool {
 	key := poolKey{https: t.Scheme == "https", addr: t.Addr, tls: t.TLS,
 		size: opt.KeepalivePool.Size, idle: opt.KeepalivePool.IdleTimeout,
 		connect: opt.Timeouts.Connect}
 	if key.https {
 		key.sni = t.ServerName()
 	}
+	if p := *last; p != nil && p.f == f && p.key == key {
+		return p
+	}
 	f.mu.RLock()
 	p := f.pools[key]
 	f.mu.RUnlock()
 	if p != nil {
+		*last = p
 		return p
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if p = f.pools[key]; p != nil {
+		*last = p
 		return p
 	}
 	ps := proxy.Pool{Size: key.size, IdleTimeout: key.idle}.WithDefaults()
@@ -179,6 +188,7 @@ func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options) *pool {
 		p.tlsCfg = cfg
 	}
 	f.pools[key] = p
+	*last = p
 	return p
 }
 
@@ -349,7 +359,7 @@ func (e *attemptError) Unwrap() error { return e.err }
 // next node may be tried.
 func (f *Forwarder) try(c *engine.Ctx, cn *conn, t *proxy.Target, opt *proxy.Options,
 	plan *proxy.HeaderPlan, idempotent bool) (int, error, bool) {
-	p := f.pool(t, opt)
+	p := f.pool(t, opt, &cn.lastPool)
 	to := opt.Timeouts.WithDefaults()
 	send, read := to.Send, to.Read
 	// One clock read serves the pool's idle check and the first
@@ -832,6 +842,17 @@ func cleanHost(host string) (string, error) {
 }
 
 func writeRawField(bw *bufio.Writer, k, v string) {
+	if bw.Available() >= len(k)+len(v)+4 {
+		// One append into the buffer's free space (Write then copies
+		// the bytes onto themselves) instead of four calls.
+		b := bw.AvailableBuffer()
+		b = append(b, k...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+		bw.Write(b)
+		return
+	}
 	bw.WriteString(k)
 	bw.WriteString(": ")
 	bw.WriteString(v)

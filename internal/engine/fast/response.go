@@ -245,7 +245,8 @@ func (w *respWriter) commit(final bool, p []byte) {
 				first, seenCE = !seenCE, true
 			}
 			if n.note(f.k, f.v, first) {
-				writeField(bw, f.k, f.v)
+				// The upstream's parser let no CR or LF into values.
+				writeRawField(bw, f.k, f.v)
 			}
 		}
 	} else {
@@ -476,9 +477,23 @@ func writeHeaders(bw *bufio.Writer, h engine.Header, informational bool) {
 	}
 }
 
+// hasCRLF reports whether v holds a CR or an LF.
+func hasCRLF(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\r' || v[i] == '\n' {
+			return true
+		}
+	}
+	return false
+}
+
 // writeField writes "k: v\r\n", replacing CR and LF in v with spaces as
 // net/http does, so a value a plugin built cannot split the header.
 func writeField(bw *bufio.Writer, k, v string) {
+	if !hasCRLF(v) {
+		writeRawField(bw, k, v)
+		return
+	}
 	bw.WriteString(k)
 	bw.WriteString(": ")
 	start := 0

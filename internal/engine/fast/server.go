@@ -205,6 +205,7 @@ type conn struct {
 	bw       *bufio.Writer
 	src      srcReader
 	sk       sock // the socket under src and out
+	lastPool *pool // the upstream pool of the last request (Forwarder.pool)
 	state    atomic.Int32
 
 	remote, local netip.AddrPort
