@@ -1259,12 +1259,17 @@ func (uc *upConn) readHead(h *respHead) error {
 			uc.connVals = h.connListed // keep the backing array
 			return nil
 		}
-		name, v, ok := splitField(l)
+		// An origin repeats most of its head (all but Date, mostly):
+		// a line seen at this position last time is taken as it was.
+		k, val, ok := uc.sc.field(vi, l)
 		if !ok {
-			return errBadResponse
+			name, v, valid := splitField(l)
+			if !valid {
+				return errBadResponse
+			}
+			k = uc.sc.name(vi, name)
+			val = uc.sc.keepLine(vi, l, v)
 		}
-		k := uc.sc.name(vi, name)
-		val := uc.sc.val(vi, v)
 		vi++
 		switch k {
 		case "Content-Length":

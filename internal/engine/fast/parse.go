@@ -185,9 +185,35 @@ var commonMethods = [...]string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS
 // common case) costs no allocation. Strings are immutable and never
 // reused for other bytes, so handlers may keep them.
 type strCache struct {
-	keys []string // canonical names by header position
-	vals []string // values by header position
-	misc [4]string
+	keys  []string // canonical names by header position
+	vals  []string // values by header position
+	lines []string // whole field lines by position (field, keepLine)
+	misc  [4]string
+}
+
+// field returns the name and value of the field line l at header
+// position i when l repeats the line kept there (keepLine): that line
+// was split and checked then, so the same bytes need neither again.
+func (sc *strCache) field(i int, l []byte) (k, v string, ok bool) {
+	if i < len(sc.lines) && sc.lines[i] == string(l) {
+		return sc.keys[i], sc.vals[i], true
+	}
+	return "", "", false
+}
+
+// keepLine remembers the valid field line l at position i, whose name
+// name(i, ...) has just interned, and returns its value v (a subslice of
+// l) as a string sharing the line's one allocation.
+func (sc *strCache) keepLine(i int, l, v []byte) string {
+	if i >= 256 {
+		return sc.val(i, v)
+	}
+	raw := string(l)
+	off := cap(l) - cap(v)
+	val := raw[off : off+len(v)]
+	sc.put(&sc.lines, i, raw)
+	sc.put(&sc.vals, i, val)
+	return val
 }
 
 // name returns the canonical field name for raw at header position i.
