@@ -862,8 +862,8 @@ func writeRawField(bw *bufio.Writer, k, v string) {
 // upReader is the reader under an upstream connection's bufio.Reader.
 // Every socket read is bounded by the read timeout (a deadline per read,
 // as nginx's proxy_read_timeout), refreshed loosely. While a response is
-// awaited, a read that sees watchDelay of silence arms the client
-// connection's disconnect watcher first, so a client that leaves cancels
+// awaited, a read that sees watchDelay of silence (at least a quarter of
+// it: looseWatch) arms the client connection's disconnect watcher first, so a client that leaves cancels
 // the wait (head or body, streamed or not), and fast responses never pay
 // for the watcher.
 type upReader struct {
@@ -893,7 +893,7 @@ func (r *upReader) Read(p []byte) (int, error) {
 		}
 	}
 	if !r.watching && !r.noWatch && r.read > watchDelay {
-		if dl, set := loose(&uc.rdl, now, watchDelay); set {
+		if dl, set := looseWatch(&uc.rdl, now); set {
 			_ = uc.nc.SetReadDeadline(dl)
 		}
 		n, err := uc.s.Read(p)

@@ -204,7 +204,7 @@ type conn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	src      srcReader
-	sk       sock // the socket under src and out
+	sk       sock  // the socket under src and out
 	lastPool *pool // the upstream pool of the last request (Forwarder.pool)
 	state    atomic.Int32
 
