@@ -230,9 +230,11 @@ func (w *respWriter) commit(final bool, p []byte) {
 		}
 		// Fields a plugin set before the response (plainFields: none that
 		// frames it), then the upstream's, as the map would hold them.
-		for k, vv := range h {
-			for _, v := range vv {
-				writeField(bw, k, v)
+		if len(h) > 0 { // (starting a map iteration costs, even on none)
+			for k, vv := range h {
+				for _, v := range vv {
+					writeField(bw, k, v)
+				}
 			}
 		}
 		seenCE := false // Content-Encoding counts by its first value, as in the map
