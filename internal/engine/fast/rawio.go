@@ -6,11 +6,11 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
 )
 
-// rawIO enables sock's raw reads and writes on plain TCP sockets.
-const rawIO = true
+// rawIO enables sock's raw reads and writes on plain TCP sockets
+// (rawSupported: Linux only).
+const rawIO = rawSupported
 
 // sock reads and writes one connection's socket. On a plain TCP socket it
 // does so through the socket's syscall.RawConn with raw system calls:
@@ -101,13 +101,13 @@ func (s *sock) Write(p []byte) (int, error) {
 // readFD is the RawConn.Read callback: false asks the poller to wait.
 func (s *sock) readFD(fd uintptr) bool {
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.rbuf))), uintptr(len(s.rbuf)))
+		r, e := rawRead(fd, s.rbuf)
 		switch e {
 		case 0:
 			if r == 0 {
 				s.rerr = io.EOF
 			}
-			s.rn = int(r)
+			s.rn = r
 			return true
 		case syscall.EINTR:
 			continue
@@ -124,10 +124,10 @@ func (s *sock) readFD(fd uintptr) bool {
 func (s *sock) writeFD(fd uintptr) bool {
 	for s.wn < len(s.wbuf) {
 		rest := s.wbuf[s.wn:]
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(rest))), uintptr(len(rest)))
+		r, e := rawWrite(fd, rest)
 		switch e {
 		case 0:
-			s.wn += int(r)
+			s.wn += r
 			continue
 		case syscall.EINTR:
 			continue

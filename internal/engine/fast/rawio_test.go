@@ -41,6 +41,9 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 // (EAGAIN, wait, resume) while the same socket reads, deadlines, the end
 // of the stream, a reset and a closed socket, with net.Conn's error shapes.
 func TestSockRawPath(t *testing.T) {
+	if !rawSupported {
+		t.Skip("raw socket calls are Linux only")
+	}
 	a, b := tcpPair(t)
 	var s sock
 	s.init(a)
