@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -120,7 +121,16 @@ type pool struct {
 	connect time.Duration
 	mu      sync.Mutex
 	conns   []*upConn
+	// retired: dropped from the Forwarder's map (maxPools); its idle
+	// connections are closed and those in use are closed when they end.
+	retired atomic.Bool
 }
+
+// maxPools bounds the pools a Forwarder keeps, as proxy.Forwarder bounds
+// its transports: keys follow nodes (service discovery may churn them),
+// TLS identities and pool settings, so past the bound every pool is
+// retired and the map starts over. A variable for tests.
+var maxPools = 4096
 
 // upConn is one upstream connection with its buffers and the strings its
 // responses repeat.
@@ -153,7 +163,7 @@ type upConn struct {
 type field struct{ k, v string }
 
 // pool returns the pool for t; *last is the client connection's last one,
-// tried first (pools are never dropped): a keep-alive client mostly goes
+// tried first unless it was retired (maxPools): a keep-alive client mostly goes
 // to the same node, and the comparison is cheaper than the shared map's
 // lock and hash.
 func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options, last **pool) *pool {
@@ -163,7 +173,7 @@ func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options, last **pool) *pool
 	if key.https {
 		key.sni = t.ServerName()
 	}
-	if p := *last; p != nil && p.f == f && p.key == key {
+	if p := *last; p != nil && p.f == f && p.key == key && !p.retired.Load() {
 		return p
 	}
 	f.mu.RLock()
@@ -178,6 +188,13 @@ func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options, last **pool) *pool
 	if p = f.pools[key]; p != nil {
 		*last = p
 		return p
+	}
+	if len(f.pools) >= maxPools {
+		for _, old := range f.pools {
+			old.retired.Store(true)
+			old.closeIdle()
+		}
+		clear(f.pools)
 	}
 	ps := proxy.Pool{Size: key.size, IdleTimeout: key.idle}.WithDefaults()
 	p = &pool{f: f, key: key, size: ps.Size, idle: ps.IdleTimeout,
@@ -242,7 +259,7 @@ func (p *pool) dial(ctx context.Context) (*upConn, error) {
 func (p *pool) put(uc *upConn, now time.Time) {
 	uc.lastUsed = now
 	p.mu.Lock()
-	if len(p.conns) < p.size {
+	if len(p.conns) < p.size && !p.retired.Load() {
 		p.conns = append(p.conns, uc)
 		p.mu.Unlock()
 		return

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/engine"
@@ -66,5 +68,105 @@ func TestPoolCachePerConnection(t *testing.T) {
 	fwd.mu.RUnlock()
 	if n != 6 {
 		t.Fatalf("%d pools, want 6", n)
+	}
+}
+
+// TestPoolsBounded: past maxPools every pool is retired (idle
+// connections closed, later ones not pooled) and the map starts over,
+// so node churn cannot grow it without bound; a connection's memo never
+// hands out a retired pool.
+func TestPoolsBounded(t *testing.T) {
+	defer func(n int) { maxPools = n }(maxPools)
+	maxPools = 3
+	up := startUpstream(t, nil)
+	fwd := NewForwarder(nil, nil)
+	var (
+		mu   sync.Mutex
+		seen []*pool // every pool the Forwarder held, from the handler
+	)
+	h := engine.HandlerFunc(func(c *engine.Ctx) {
+		var size int
+		fmt.Sscanf(c.Path, "/%d", &size)
+		pick := func(n int) (proxy.Target, bool) {
+			return proxy.Target{Scheme: "http", Addr: up.addr()}, n == 0
+		}
+		opt := &proxy.Options{KeepalivePool: proxy.Pool{Size: size}}
+		fwd.Forward(c, pick, opt)
+		fwd.mu.RLock()
+		mu.Lock()
+		for _, p := range fwd.pools {
+			if !slices.Contains(seen, p) {
+				seen = append(seen, p)
+			}
+		}
+		mu.Unlock()
+		fwd.mu.RUnlock()
+	})
+	addr := startFast(t, h, std.DefaultLimits())
+	dial := func() (net.Conn, *bufio.Reader) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return nc, bufio.NewReader(nc)
+	}
+	c1, br1 := dial()
+	c2, br2 := dial()
+	get := func(nc net.Conn, br *bufio.Reader, size int) {
+		t.Helper()
+		fmt.Fprintf(nc, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", size)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("size %d: %d %q", size, resp.StatusCode, b)
+		}
+		fwd.mu.RLock()
+		n := len(fwd.pools)
+		fwd.mu.RUnlock()
+		if n > maxPools {
+			t.Fatalf("%d pools kept, bound %d", n, maxPools)
+		}
+	}
+	// c1's memo holds the size-10 pool; c2 then fills the map and
+	// retires every pool; c1's next size-10 request must not go through
+	// its retired memo (it gets a new pool in the map).
+	get(c1, br1, 10)
+	for _, size := range []int{11, 12, 13, 14} {
+		get(c2, br2, size)
+	}
+	get(c1, br1, 10)
+	fwd.mu.RLock()
+	found := false
+	for k := range fwd.pools {
+		found = found || k.size == 10
+	}
+	fwd.mu.RUnlock()
+	if !found {
+		t.Fatal("a request went through a retired pool remembered by its connection")
+	}
+	for _, size := range []int{15, 16, 10, 10} {
+		get(c1, br1, size)
+	}
+	retired := 0
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range seen {
+		if p.retired.Load() {
+			retired++
+			p.mu.Lock()
+			idle := len(p.conns)
+			p.mu.Unlock()
+			if idle != 0 {
+				t.Fatalf("retired pool (size %d) holds %d idle connections", p.size, idle)
+			}
+		}
+	}
+	if retired == 0 {
+		t.Fatal("no pool was retired")
 	}
 }
