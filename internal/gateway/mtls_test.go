@@ -1,83 +1,24 @@
 package gateway_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/plugins/plugintest"
+	"github.com/sluice-gw/sluice/internal/testpki"
 )
 
-// pkiCert is a certificate with its key, able to sign others when it is a
-// CA.
-type pkiCert struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-var pkiSerial atomic.Int64
-
-// newPKICert makes a certificate signed by parent (self-signed when parent
-// is nil).
-func newPKICert(t *testing.T, cn string, isCA bool, parent *pkiCert, usage ...x509.ExtKeyUsage) *pkiCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(pkiSerial.Add(1)), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), ExtKeyUsage: usage}
-	if isCA {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
-	} else {
-		tmpl.DNSNames = []string{cn}
-	}
-	signer, signKey := tmpl, key
-	if parent != nil {
-		signer, signKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pkiCert{cert: c, key: key}
-}
-
-func (p *pkiCert) certPEM() string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.cert.Raw}))
-}
-
-func (p *pkiCert) keyPEM() string {
-	b, _ := x509.MarshalECPrivateKey(p.key)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: b}))
-}
-
-// tlsCert is the certificate as a TLS peer presents it, followed by chain.
-func (p *pkiCert) tlsCert(chain ...*pkiCert) tls.Certificate {
-	c := tls.Certificate{Certificate: [][]byte{p.cert.Raw}, PrivateKey: p.key, Leaf: p.cert}
-	for _, ch := range chain {
-		c.Certificate = append(c.Certificate, ch.cert.Raw)
-	}
-	return c
+// leafCert is a certificate for cn (also its DNS name) signed by ca
+// (self-signed when nil).
+func leafCert(t *testing.T, cn string, ca *testpki.Cert, usage x509.ExtKeyUsage) *testpki.Cert {
+	return testpki.Issue(t, ca, testpki.Leaf{CN: cn, DNS: []string{cn}, Usage: []x509.ExtKeyUsage{usage}})
 }
 
 // startTLSGateway runs a gateway with a TLS proxy listener on the returned
@@ -101,9 +42,9 @@ func startTLSGateway(t *testing.T, engine string) (*plugintest.Gateway, int) {
 func TestUpstreamClientCertRotation(t *testing.T) {
 	for _, engine := range []string{"fast", "std"} {
 		t.Run(engine, func(t *testing.T) {
-			ca := newPKICert(t, "upstream-client-ca", true, nil)
+			ca := testpki.CA(t, "upstream-client-ca", nil)
 			pool := x509.NewCertPool()
-			pool.AddCert(ca.cert)
+			pool.AddCert(ca.Cert)
 			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("X-Client-CN", r.TLS.PeerCertificates[0].Subject.CommonName)
 			}))
@@ -113,8 +54,8 @@ func TestUpstreamClientCertRotation(t *testing.T) {
 
 			g, _ := startTLSGateway(t, engine)
 			putSSL := func(cn string) {
-				c := newPKICert(t, cn, false, ca, x509.ExtKeyUsageClientAuth)
-				body, _ := json.Marshal(map[string]any{"type": "client", "cert": c.certPEM(), "key": c.keyPEM()})
+				c := leafCert(t, cn, ca, x509.ExtKeyUsageClientAuth)
+				body, _ := json.Marshal(map[string]any{"type": "client", "cert": c.CertPEM(), "key": c.KeyPEM()})
 				g.MustAdmin("PUT", "/apisix/admin/ssls/client", string(body))
 			}
 			putSSL("client-a")
@@ -146,15 +87,15 @@ func TestUpstreamClientCertRotation(t *testing.T) {
 // OpenSSL's verify depth does for APISIX (0: signed by the CA itself; the
 // default 1: one intermediate).
 func TestClientCertDepth(t *testing.T) {
-	root := newPKICert(t, "root-ca", true, nil)
-	inter1 := newPKICert(t, "inter-1", true, root)
-	inter2 := newPKICert(t, "inter-2", true, inter1)
+	root := testpki.CA(t, "root-ca", nil)
+	inter1 := testpki.CA(t, "inter-1", root)
+	inter2 := testpki.CA(t, "inter-2", inter1)
 	// leafN needs N intermediates to reach root.
-	leaf0 := newPKICert(t, "leaf-0", false, root, x509.ExtKeyUsageClientAuth).tlsCert()
-	leaf1 := newPKICert(t, "leaf-1", false, inter1, x509.ExtKeyUsageClientAuth).tlsCert(inter1)
-	leaf2 := newPKICert(t, "leaf-2", false, inter2, x509.ExtKeyUsageClientAuth).tlsCert(inter2, inter1)
+	leaf0 := leafCert(t, "leaf-0", root, x509.ExtKeyUsageClientAuth).TLS()
+	leaf1 := leafCert(t, "leaf-1", inter1, x509.ExtKeyUsageClientAuth).TLS(inter1)
+	leaf2 := leafCert(t, "leaf-2", inter2, x509.ExtKeyUsageClientAuth).TLS(inter2, inter1)
 	// A CA that is itself the trust anchor counts no intermediate.
-	leafUnderAnchor := newPKICert(t, "leaf-anchor", false, inter1, x509.ExtKeyUsageClientAuth).tlsCert(inter1)
+	leafUnderAnchor := leafCert(t, "leaf-anchor", inter1, x509.ExtKeyUsageClientAuth).TLS(inter1)
 
 	for _, engine := range []string{"fast", "std"} {
 		t.Run(engine, func(t *testing.T) {
@@ -163,7 +104,7 @@ func TestClientCertDepth(t *testing.T) {
 			g.MustAdmin("PUT", "/apisix/admin/routes/1", `{"uri":"/m","upstream":`+rec.Upstream()+`}`)
 			g.MustAdmin("PUT", "/apisix/admin/routes/2", `{"uri":"/public","upstream":`+rec.Upstream()+`}`)
 			ssl := func(id, sni, ca string, depth *int, skip ...string) {
-				srv := newPKICert(t, sni, false, nil, x509.ExtKeyUsageServerAuth)
+				srv := leafCert(t, sni, nil, x509.ExtKeyUsageServerAuth)
 				client := map[string]any{"ca": ca}
 				if depth != nil {
 					client["depth"] = *depth
@@ -171,18 +112,18 @@ func TestClientCertDepth(t *testing.T) {
 				if len(skip) > 0 {
 					client["skip_mtls_uri_regex"] = skip
 				}
-				body, _ := json.Marshal(map[string]any{"cert": srv.certPEM(), "key": srv.keyPEM(), "snis": []string{sni}, "client": client})
+				body, _ := json.Marshal(map[string]any{"cert": srv.CertPEM(), "key": srv.KeyPEM(), "snis": []string{sni}, "client": client})
 				g.MustAdmin("PUT", "/apisix/admin/ssls/"+id, string(body))
 			}
 			zero, two := 0, 2
-			ssl("d0", "d0.test", root.certPEM(), &zero)
-			ssl("d1", "d1.test", root.certPEM(), nil) // default depth 1
-			ssl("d2", "d2.test", root.certPEM(), &two)
-			ssl("anchor", "anchor.test", inter1.certPEM(), &zero)
+			ssl("d0", "d0.test", root.CertPEM(), &zero)
+			ssl("d1", "d1.test", root.CertPEM(), nil) // default depth 1
+			ssl("d2", "d2.test", root.CertPEM(), &two)
+			ssl("anchor", "anchor.test", inter1.CertPEM(), &zero)
 			// With skip_mtls_uri_regex APISIX does not reject in the
 			// handshake: a too deep chain is unverified, which only
 			// the listed URIs accept.
-			ssl("skip", "skip.test", root.certPEM(), &zero, "^/public")
+			ssl("skip", "skip.test", root.CertPEM(), &zero, "^/public")
 
 			tests := []struct {
 				name, sni, path string

@@ -2,16 +2,11 @@ package proxy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +20,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/engine/std"
+	"github.com/sluice-gw/sluice/internal/testpki"
 )
 
 // seen is what a gRPC-like upstream observed about one request.
@@ -113,24 +109,8 @@ func tlsUpstream(t testing.TB, h http.Handler, h2 bool) *httptest.Server {
 
 // selfSigned returns a throwaway certificate for the gateway's TLS listener.
 func selfSigned(t testing.TB) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "sluice-test"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testpki.Issue(t, nil, testpki.Leaf{CN: "sluice-test", DNS: []string{"localhost"},
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}).TLS()
 }
 
 // grpcGateway starts the std engine with h2c enabled on a cleartext

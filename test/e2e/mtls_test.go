@@ -1,59 +1,18 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/testpki"
 )
-
-// testCA can sign client and server certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// issue returns a PEM cert+key signed by the CA.
-func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage, dns ...string) (string, string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		DNSNames: dns, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{usage}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
-}
 
 func tlsGateway(t *testing.T) (*gw, int) {
 	tlsPort := freePort(t)
@@ -64,17 +23,18 @@ func tlsGateway(t *testing.T) (*gw, int) {
 
 func TestClientMTLS(t *testing.T) {
 	g, port := tlsGateway(t)
-	ca := newCA(t)
+	ca := testpki.CA(t, "test-ca", nil)
 	srvCert, srvKey := selfSigned(t, "mtls.test")
 	body, _ := json.Marshal(map[string]any{"cert": srvCert, "key": srvKey, "snis": []string{"mtls.test"},
-		"client": map[string]any{"ca": ca.pem}})
+		"client": map[string]any{"ca": ca.CertPEM()}})
 	if r := g.admin("PUT", "/apisix/admin/ssls/m", string(body)); r.Status != 201 {
 		t.Fatalf("%d %s", r.Status, r.Body)
 	}
 	up := echoUpstream(t, "m")
 	g.admin("PUT", "/apisix/admin/routes/1", fmt.Sprintf(`{"uri":"/m","upstream":{"nodes":{"%s":1}}}`, hostPort(up)))
 	g.waitRoute("/m", nil)
-	cc, ck := ca.issue(t, "client", x509.ExtKeyUsageClientAuth)
+	client := testpki.Issue(t, ca, testpki.Leaf{CN: "client", Usage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	cc, ck := client.CertPEM(), client.KeyPEM()
 	pair, _ := tls.X509KeyPair([]byte(cc), []byte(ck))
 	get := func(withCert bool) (int, error) {
 		cfg := &tls.Config{ServerName: "mtls.test", InsecureSkipVerify: true}
@@ -130,10 +90,10 @@ func TestUpstreamHTTPS(t *testing.T) {
 // certificate and then asking for the Host of one that does is refused.
 func TestMTLSHostBypass(t *testing.T) {
 	g, port := tlsGateway(t)
-	ca := newCA(t)
+	ca := testpki.CA(t, "test-ca", nil)
 	certA, keyA := selfSigned(t, "secure.test")
 	certB, keyB := selfSigned(t, "open.test")
-	a, _ := json.Marshal(map[string]any{"cert": certA, "key": keyA, "snis": []string{"secure.test"}, "client": map[string]any{"ca": ca.pem}})
+	a, _ := json.Marshal(map[string]any{"cert": certA, "key": keyA, "snis": []string{"secure.test"}, "client": map[string]any{"ca": ca.CertPEM()}})
 	b, _ := json.Marshal(map[string]any{"cert": certB, "key": keyB, "snis": []string{"open.test"}})
 	g.admin("PUT", "/apisix/admin/ssls/a", string(a))
 	g.admin("PUT", "/apisix/admin/ssls/b", string(b))
