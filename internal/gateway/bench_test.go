@@ -4,18 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"testing"
@@ -30,6 +24,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/plugins/all"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/resource"
+	"github.com/sluice-gw/sluice/internal/testpki"
 )
 
 // decodeInto decodes a JSON resource into the snapshot as the builder does.
@@ -351,15 +346,5 @@ func (c *h2BenchClient) run(b *testing.B, n int) {
 // benchTLSConfig is a server config with a fresh self-signed ECDSA P-256
 // certificate for localhost, as bench/run.sh's.
 func benchTLSConfig(b *testing.B) *tls.Config {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return &tls.Config{Certificates: []tls.Certificate{testpki.SelfSigned(b, "localhost").TLS()}}
 }

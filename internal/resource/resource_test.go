@@ -1,21 +1,14 @@
 package resource
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/schema"
+	"github.com/sluice-gw/sluice/internal/testpki"
 )
 
 func testRegistry(t testing.TB) *plugin.Registry {
@@ -43,27 +36,10 @@ func testRegistry(t testing.TB) *plugin.Registry {
 	return reg
 }
 
-// testPair generates a self-signed ECDSA certificate and key in PEM.
+// testPair generates a self-signed ECDSA certificate and PKCS#8 key in PEM.
 func testPair(t testing.TB, cn string) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+	c := testpki.SelfSigned(t, cn)
+	return c.CertPEM(), c.KeyPKCS8PEM()
 }
 
 func obj(t testing.TB, body string) map[string]any {

@@ -90,6 +90,12 @@ func (c *Cert) KeyPEM() string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: b}))
 }
 
+// KeyPKCS8PEM is the private key as PEM (PKCS #8, "PRIVATE KEY").
+func (c *Cert) KeyPKCS8PEM() string {
+	b, _ := x509.MarshalPKCS8PrivateKey(c.Key)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: b}))
+}
+
 // TLS is the certificate as a TLS peer presents it, followed by chain.
 func (c *Cert) TLS(chain ...*Cert) tls.Certificate {
 	tc := tls.Certificate{Certificate: [][]byte{c.Cert.Raw}, PrivateKey: c.Key, Leaf: c.Cert}
