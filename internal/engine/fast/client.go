@@ -880,9 +880,9 @@ func writeRawField(bw *bufio.Writer, k, v string) {
 // Every socket read is bounded by the read timeout (a deadline per read,
 // as nginx's proxy_read_timeout), refreshed loosely. While a response is
 // awaited, a read that sees watchDelay of silence (at least a quarter of
-// it: looseWatch) arms the client connection's disconnect watcher first, so a client that leaves cancels
-// the wait (head or body, streamed or not), and fast responses never pay
-// for the watcher.
+// it: looseWatch) arms the client connection's disconnect watcher first,
+// so a client that leaves cancels the wait (head or body, streamed or
+// not), and fast responses never pay for the watcher.
 type upReader struct {
 	uc       *upConn
 	cn       *conn // the client of the current response; nil: plain reads

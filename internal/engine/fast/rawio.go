@@ -8,10 +8,6 @@ import (
 	"syscall"
 )
 
-// rawIO enables sock's raw reads and writes on plain TCP sockets
-// (rawSupported: Linux only).
-const rawIO = rawSupported
-
 // sock reads and writes one connection's socket. On a plain TCP socket it
 // does so through the socket's syscall.RawConn with raw system calls:
 // the poller still owns the descriptor (its lock keeps the descriptor
@@ -21,10 +17,12 @@ const rawIO = rawSupported
 // non-blocking and a call that would block returns EAGAIN and waits in
 // the poller like net.Conn's. Loopback profiles put entersyscall,
 // exitsyscall and the fd mutex at about 3 % of the proxy's CPU time
-// (docs/engine.md). Other connections (TLS) use the net.Conn.
+// (docs/engine.md). Other connections (TLS), and every connection where
+// raw calls are not supported (rawSupported), use the net.Conn.
 type sock struct {
-	nc net.Conn
-	rc syscall.RawConn // nil: nc's own Read and Write
+	nc  net.Conn
+	rc  syscall.RawConn // a plain TCP socket's (nil otherwise); flush-then-wait waits on it too
+	raw bool            // reads and writes are raw calls through rc
 
 	// The read and the write in progress, for the bound callbacks (a
 	// read and a write may run at once, as on a net.Conn).
@@ -37,10 +35,7 @@ type sock struct {
 
 // init binds s to nc.
 func (s *sock) init(nc net.Conn) {
-	s.nc, s.rc = nc, nil
-	if !rawIO {
-		return
-	}
+	s.nc, s.rc, s.raw = nc, nil, false
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		return
@@ -49,7 +44,7 @@ func (s *sock) init(nc net.Conn) {
 	if err != nil {
 		return
 	}
-	s.rc = rc
+	s.rc, s.raw = rc, rawSupported
 	if s.readFn == nil {
 		s.readFn, s.writeFn = s.readFD, s.writeFD
 	}
@@ -58,7 +53,7 @@ func (s *sock) init(nc net.Conn) {
 // Read reads as net.Conn.Read does, with its errors: io.EOF at the end,
 // *net.OpError otherwise (timeouts match os.ErrDeadlineExceeded).
 func (s *sock) Read(p []byte) (int, error) {
-	if s.rc == nil {
+	if !s.raw {
 		return s.nc.Read(p)
 	}
 	if len(p) == 0 {
@@ -79,7 +74,7 @@ func (s *sock) Read(p []byte) (int, error) {
 
 // Write writes all of p unless an error (a deadline, a reset) stops it.
 func (s *sock) Write(p []byte) (int, error) {
-	if s.rc == nil {
+	if !s.raw {
 		return s.nc.Write(p)
 	}
 	if len(p) == 0 {

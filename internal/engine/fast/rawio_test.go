@@ -47,7 +47,7 @@ func TestSockRawPath(t *testing.T) {
 	a, b := tcpPair(t)
 	var s sock
 	s.init(a)
-	if s.rc == nil {
+	if !s.raw {
 		t.Fatal("a plain TCP connection did not take the raw path")
 	}
 
@@ -148,7 +148,7 @@ func TestSockFallback(t *testing.T) {
 	defer b.Close()
 	var s sock
 	s.init(a)
-	if s.rc != nil {
+	if s.raw || s.rc != nil {
 		t.Fatal("a pipe took the raw path")
 	}
 	go func() { _, _ = b.Write([]byte("hi")) }()

@@ -22,7 +22,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
@@ -243,12 +242,11 @@ type conn struct {
 	// response, reused for the next idle deadline.
 	clock time.Time
 
-	// Flush-then-wait (waitReady): rc is the raw TCP socket (nil for
-	// TLS), waitFn its bound callback; pendingFlush says the last
+	// Flush-then-wait (waitReady, on plain TCP: cn.sk.rc): waitFn is its
+	// bound RawConn.Read callback (nil: off); pendingFlush says the last
 	// response is still in bw; hot that the last request followed its
 	// predecessor's response closely; waitFrom is when the wait began;
 	// noFTW marks a pipelining client.
-	rc           syscall.RawConn
 	waitFn       func(uintptr) bool
 	waitFlushed  bool
 	flushErr     error
@@ -307,11 +305,8 @@ func (cn *conn) serve() {
 	cn.rw.cn = cn
 	cn.cctx = new(connCtx)
 	cn.ctx.ContentLength = -1
-	if tc, ok := cn.nc.(*net.TCPConn); ok && flushThenWait {
-		if rc, err := tc.SyscallConn(); err == nil {
-			cn.rc = rc
-			cn.waitFn = cn.flushedReadable
-		}
+	if cn.sk.rc != nil && flushThenWait {
+		cn.waitFn = cn.flushedReadable
 	}
 	for {
 		if !cn.serveOne() || s.shutdown.Load() {
@@ -434,7 +429,7 @@ func (cn *conn) waitReady() waitResult {
 	}
 	cn.waitFlushed, cn.flushErr = false, nil
 	cn.ftwWaits++
-	err := cn.rc.Read(cn.waitFn)
+	err := cn.sk.rc.Read(cn.waitFn)
 	if !cn.waitFlushed {
 		// The callback never ran (the connection is closing).
 		cn.flushErr = cn.bw.Flush()
@@ -480,8 +475,6 @@ func headComplete(br *bufio.Reader) bool {
 	}
 	return false
 }
-
-var served atomic.Int64
 
 // serveOne reads, serves and finishes one request; it reports whether the
 // connection may carry another.
@@ -533,7 +526,7 @@ func (cn *conn) serveOne() bool {
 		cn.noFTW = true // a pipelining client
 	}
 	if cn.br.Buffered() == 0 || !keep {
-		if keep && cn.rc != nil && cn.hot && !cn.noFTW && cn.bw.Buffered() > 0 &&
+		if keep && cn.waitFn != nil && cn.hot && !cn.noFTW && cn.bw.Buffered() > 0 &&
 			len(cn.src.stash) == 0 && cn.src.err == nil && !cn.s.shutdown.Load() {
 			cn.pendingFlush = true // the connection stays active until then
 			return true
