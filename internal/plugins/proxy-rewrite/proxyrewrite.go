@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
@@ -75,12 +76,11 @@ type Config struct {
 type regexPair struct {
 	re  *regexp.Regexp
 	sub *vartpl.Sub
-	// prefix: the pattern is ^literal(.*) or ^literal(.*)$ (the usual
-	// "strip a path prefix" rule, the seed's among them), matched without
-	// the regexp engine; tail says whether it ends with $.
-	prefix   string
-	isPrefix bool
-	tail     bool
+	// prefix (non-empty): the pattern is ^literal(.*) or ^literal(.*)$
+	// (the usual "strip a path prefix" rule, the seed's among them),
+	// matched without the regexp engine; tail says whether it ends with $.
+	prefix string
+	tail   bool
 }
 
 // prefixRule recognises ^literal(.*) and ^literal(.*)$ (no flags that
@@ -109,7 +109,13 @@ func prefixRule(pat string) (lit string, tail, ok bool) {
 		}
 		tail = true
 	}
-	return string(sub[1].Rune), tail, true
+	lit = string(sub[1].Rune)
+	if strings.ContainsRune(lit, utf8.RuneError) {
+		// RE2 reads each invalid UTF-8 byte of the input as U+FFFD, so
+		// such a literal matches bytes a byte compare would not.
+		return "", false, false
+	}
+	return lit, tail, true
 }
 
 // matchPrefix is FindStringSubmatchIndex for a prefixRule pattern, into m.
@@ -168,7 +174,7 @@ func New(conf json.RawMessage, _ *plugin.BuildEnv) (any, error) {
 				return nil, fmt.Errorf("invalid regex_uri(%s, %s): %w", pat, rep, err)
 			}
 			rp := regexPair{re: re, sub: sub}
-			rp.prefix, rp.tail, rp.isPrefix = prefixRule(pat)
+			rp.prefix, rp.tail, _ = prefixRule(pat)
 			p.regex = append(p.regex, rp)
 		}
 	}
@@ -375,7 +381,7 @@ func (p *Plugin) regexRewrite(up string, mbuf *[4]int) (match []int, src, out st
 	for i := range p.regex {
 		rp := &p.regex[i]
 		var m []int
-		if rp.isPrefix {
+		if rp.prefix != "" {
 			if !rp.matchPrefix(up, mbuf) {
 				continue
 			}
