@@ -121,10 +121,12 @@ type Plugin struct {
 	// recent caches the children this instance used last: comparing a
 	// childKey is a few string compares, while the exporter's sync.Map
 	// hashes all its fields through the interface (most of the cost of
-	// recording). Slots hold pointers the exporter keeps anyway: a miss
-	// allocates nothing.
+	// recording). Slots hold pointers the exporter keeps anyway (it never
+	// drops a child, so a slot never goes stale) and are filled once, by
+	// the first label sets seen: a miss allocates nothing and writes no
+	// shared memory (an instance with more label sets, a global rule,
+	// pays the sync.Map lookup as before and no more).
 	recent [4]atomic.Pointer[children]
-	next   atomic.Uint32
 }
 
 // childFor returns the children for k, from the recent slots if there.
@@ -135,7 +137,11 @@ func (p *Plugin) childFor(e *Exporter, k *childKey) *children {
 		}
 	}
 	ch := e.child(k)
-	p.recent[p.next.Add(1)%uint32(len(p.recent))].Store(ch)
+	for i := range p.recent {
+		if p.recent[i].Load() == nil && p.recent[i].CompareAndSwap(nil, ch) {
+			break
+		}
+	}
 	return ch
 }
 

@@ -369,3 +369,34 @@ func (w *nopWriter) Header() engine.Header       { return w.h }
 func (w *nopWriter) WriteHeader(int)             {}
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) Flush() error                { return nil }
+
+// TestRecentSlots: the per-instance slots in front of the exporter give
+// every label set its own children, also with more label sets than slots
+// (the first ones seen keep the slots; the rest go to the exporter).
+func TestRecentSlots(t *testing.T) {
+	e, err := NewExporter(Attr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Plugin{exp: e}
+	var first [7]*children
+	for round := 0; round < 3; round++ {
+		for i := range first {
+			k := childKey{code: 200 + i, route: "r"}
+			ch := p.childFor(e, &k)
+			if ch.key != k {
+				t.Fatalf("label set %d: children of %+v", i, ch.key)
+			}
+			if round == 0 {
+				first[i] = ch
+			} else if ch != first[i] {
+				t.Fatalf("label set %d: other children on round %d", i, round)
+			}
+		}
+	}
+	for i := range p.recent {
+		if ch := p.recent[i].Load(); ch != first[i] {
+			t.Fatalf("slot %d holds %v, want the label set seen %d-th", i, ch, i)
+		}
+	}
+}
