@@ -270,24 +270,20 @@ func (s *Server) dial(up *Upstream, network string, n *balancer.Node, timeout ti
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	addr := n.Addr
-	if s.opt.Resolve != nil {
-		if _, err := netip.ParseAddr(n.Host); err != nil {
-			if ip, err := s.opt.Resolve(ctx, n.Host); err == nil {
-				addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
-			} else {
-				s.log.Warn("stream upstream node name not resolved", "host", n.Host, "err", err)
-			}
+	if s.opt.Resolve != nil && n.Named {
+		if ip, err := s.opt.Resolve(ctx, n.Host); err == nil {
+			addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
+		} else {
+			s.log.Warn("stream upstream node name not resolved", "host", n.Host, "err", err)
 		}
 	}
 	if up.TLS == nil || network != "tcp" {
 		return s.dialer.DialContext(ctx, network, addr)
 	}
 	cfg := up.TLS
-	if cfg.ServerName == "" {
-		if _, err := netip.ParseAddr(n.Host); err != nil {
-			cfg = cfg.Clone()
-			cfg.ServerName = n.Host
-		}
+	if cfg.ServerName == "" && n.Named {
+		cfg = cfg.Clone()
+		cfg.ServerName = n.Host
 	}
 	d := tls.Dialer{NetDialer: &s.dialer, Config: cfg}
 	return d.DialContext(ctx, "tcp", addr)
