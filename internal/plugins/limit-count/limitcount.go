@@ -431,12 +431,12 @@ func (p *Plugin) limit(r *plugin.Request, ru *rule, key string, count, tw, now i
 	default:
 		remaining, reset, ok = p.incomingFixed(key, count, tw, now)
 	}
-	reset = math.Floor(reset*100) / 100
 	if p.conf.ShowLimitQuotaHeader {
 		if !ok {
 			remaining = 0
 		}
-		p.setHeaders(r, ru, count, remaining, reset)
+		// The reset header shows whole hundredths of a second.
+		p.setHeaders(r, ru, count, remaining, int64(math.Floor(reset*100)))
 	}
 	if !ok {
 		r.Exit(p.conf.RejectedCode, p.body)
@@ -445,7 +445,7 @@ func (p *Plugin) limit(r *plugin.Request, ru *rule, key string, count, tw, now i
 	return false
 }
 
-func (p *Plugin) setHeaders(r *plugin.Request, ru *rule, limit, remaining int64, reset float64) {
+func (p *Plugin) setHeaders(r *plugin.Request, ru *rule, limit, remaining, resetHundredths int64) {
 	names := p.ruleNames(r, ru)
 	// Keys are canonical already (nothing re-canonicalised per request);
 	// values from the request's arena and, for counts under 1000, from a
@@ -453,7 +453,7 @@ func (p *Plugin) setHeaders(r *plugin.Request, ru *rule, limit, remaining int64,
 	h := r.W.Header()
 	h[names[0]] = r.Ctx.HeaderValue(p.limitText(limit))
 	h[names[1]] = r.Ctx.HeaderValue(decimal(remaining))
-	h[names[2]] = r.Ctx.HeaderValue(p.resetText(reset))
+	h[names[2]] = r.Ctx.HeaderValue(p.resetText(resetHundredths))
 }
 
 // decimals holds the decimal text of 0..999 (strconv's own table stops at
@@ -519,11 +519,11 @@ func (p *Plugin) ruleNames(r *plugin.Request, ru *rule) *[3]string {
 	return &c.rules[ru.idx]
 }
 
-// resetText formats the reset time (whole hundredths of a second, as
-// limit sets it): it changes every 10 ms, so the requests in between
+// resetText formats the reset time given in whole hundredths of a
+// second: for one key it changes every 10 ms, so the requests in between
 // reuse its text.
-func (p *Plugin) resetText(reset float64) string {
-	return p.resetTxt.text(int64(math.Round(reset*100)), formatHundredths)
+func (p *Plugin) resetText(hundredths int64) string {
+	return p.resetTxt.text(hundredths, formatHundredths)
 }
 
 func formatHundredths(c int64) string { return formatLuaNumber(float64(c) / 100) }
