@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,13 +85,16 @@ func TestDerivedContextAcrossKeepAlive(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var bad atomic.Int64
+			var watchers sync.WaitGroup // checked only once every watcher has looked
 			h := engine.HandlerFunc(func(c *engine.Ctx) {
 				parent := c.Context
 				if tc.wrap {
 					parent = context.WithValue(parent, key{}, 1)
 				}
 				ctx, cancel := context.WithTimeout(parent, time.Minute)
+				watchers.Add(1)
 				go func() {
+					defer watchers.Done()
 					<-ctx.Done()
 					if ctx.Err() == nil {
 						bad.Add(1)
@@ -110,6 +114,7 @@ func TestDerivedContextAcrossKeepAlive(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			watchers.Wait()
 			if n := bad.Load(); n != 0 {
 				t.Fatalf("%d derived contexts were done without an error", n)
 			}
