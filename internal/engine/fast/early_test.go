@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sluice-gw/sluice/internal/engine/std"
-	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
 // An upstream that answers (413) as soon as it has the head and then
@@ -19,41 +16,13 @@ import (
 // forward that answer at once, not after the send timeout (60 s here),
 // and never forward a truncated request as if it were whole.
 func TestEarlyAnswerWhileBodyStalls(t *testing.T) {
-	ln := listen(t)
-	t.Cleanup(func() { ln.Close() })
 	hold := make(chan struct{})
+	pair := startEnginePair(t, time.Minute, func(_ *scriptOrigin, c net.Conn, _ *bufio.Reader, _ *http.Request) {
+		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+		<-hold // keep the connection, read nothing more
+	})
 	t.Cleanup(func() { close(hold) })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if l == "\r\n" {
-						break
-					}
-				}
-				io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
-				<-hold // keep the connection, read nothing more
-			}()
-		}
-	}()
-	opt := proxy.Options{Timeouts: proxy.Timeouts{Connect: time.Second, Send: time.Minute, Read: time.Minute}}
-	for _, e := range []struct {
-		name string
-		addr string
-	}{
-		{"fast", startFast(t, forwardTo(NewForwarder(nil, nil), ln.Addr().String(), opt), std.Limits{})},
-		{"std", startStd(t, forwardTo(proxy.NewForwarder(nil), ln.Addr().String(), opt), std.Limits{})},
-	} {
+	for _, e := range pair {
 		t.Run(e.name, func(t *testing.T) {
 			nc, err := net.Dial("tcp", e.addr)
 			if err != nil {

@@ -142,16 +142,14 @@ func TestReviewFTWHijackNoDeadline(t *testing.T) {
 func TestReviewFTWShutdown(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		started := make(chan struct{}, 1)
-		ln := listen(t)
-		s := New(engine.HandlerFunc(func(c *engine.Ctx) {
+		s, addr := startFastServer(t, engine.HandlerFunc(func(c *engine.Ctx) {
 			if c.Path == "/last" {
 				started <- struct{}{}
 				time.Sleep(time.Duration(i%4) * time.Millisecond)
 			}
 			c.Reply(200, "text/plain", []byte("ok"))
-		}), std.Limits{IdleTimeout: time.Minute}, nil, nil)
-		go s.Serve(ln)
-		nc, br := hotConn(t, ln.Addr().String())
+		}), std.Limits{IdleTimeout: time.Minute})
+		nc, br := hotConn(t, addr)
 		fmt.Fprintf(nc, "GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
 		<-started
 		done := make(chan error, 1)
