@@ -2,9 +2,11 @@ package requestid_test
 
 import (
 	"encoding/json"
+	"math/big"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
@@ -47,12 +49,25 @@ func TestGenerators(t *testing.T) {
 			}
 		})
 	}
-	// KSUIDs and UUIDv7s sort by time.
-	a, b := requestid.KSUID(), requestid.KSUID()
-	if a[:5] > b[:5] {
-		t.Fatalf("ksuid not time-ordered: %s %s", a, b)
+	// A KSUID's top 32 bits are seconds since the KSUID epoch: decoded, they
+	// fall between the clock read before and after generating it. (Its
+	// base62 prefix is not the timestamp alone: two KSUIDs of the same second
+	// can differ there by their random part.)
+	before := time.Now().Unix()
+	id := requestid.KSUID()
+	after := time.Now().Unix()
+	n := new(big.Int)
+	for _, c := range id {
+		n.Mul(n, big.NewInt(62))
+		n.Add(n, big.NewInt(int64(strings.IndexRune(base62, c))))
+	}
+	ts := n.Rsh(n, 128).Int64() + 1400000000
+	if ts < before || ts > after {
+		t.Fatalf("ksuid %s holds time %d, want %d..%d", id, ts, before, after)
 	}
 }
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 func TestAdminValidation(t *testing.T) {
 	g := plugintest.Start(t, []*plugin.Def{requestid.Def()}, nil)
