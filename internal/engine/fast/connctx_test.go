@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,27 +83,30 @@ func TestDerivedContextAcrossKeepAlive(t *testing.T) {
 		{"via WithValue, pipelined", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			const conns, reqs = 4, 400
 			var bad atomic.Int64
-			var watchers sync.WaitGroup // checked only once every watcher has looked
+			// Every request's watcher reports here once it has looked. (Not
+			// a WaitGroup: its Add in the handler and Wait in the test are
+			// ordered only through the socket, which the race detector
+			// does not see, so it reports Add-concurrent-with-Wait.)
+			looked := make(chan struct{}, conns*reqs)
 			h := engine.HandlerFunc(func(c *engine.Ctx) {
 				parent := c.Context
 				if tc.wrap {
 					parent = context.WithValue(parent, key{}, 1)
 				}
 				ctx, cancel := context.WithTimeout(parent, time.Minute)
-				watchers.Add(1)
 				go func() {
-					defer watchers.Done()
 					<-ctx.Done()
 					if ctx.Err() == nil {
 						bad.Add(1)
 					}
 					cancel()
+					looked <- struct{}{}
 				}()
 				c.Reply(200, "text/plain", []byte("ok"))
 			})
 			addr := startFast(t, h, std.Limits{})
-			const conns, reqs = 4, 400
 			errs := make(chan error, conns)
 			for i := 0; i < conns; i++ {
 				go func() { errs <- keepAliveGets(addr, reqs, tc.pipeline) }()
@@ -114,7 +116,14 @@ func TestDerivedContextAcrossKeepAlive(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			watchers.Wait()
+			// One handler ran per response read, so conns*reqs watchers.
+			for i := 0; i < conns*reqs; i++ {
+				select {
+				case <-looked:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%d of %d watchers never saw their context end", conns*reqs-i, conns*reqs)
+				}
+			}
 			if n := bad.Load(); n != 0 {
 				t.Fatalf("%d derived contexts were done without an error", n)
 			}
