@@ -325,8 +325,11 @@ func TestTTLClamp(t *testing.T) {
 			s := startDNS(t)
 			s.set("clamp.test", zone{a: []string{"10.0.0.1"}, ttl: tc.ttl})
 			r := newTestResolver(t, s, tc.opt)
+			// The answer is stored between start and after: the fresh check
+			// counts from start, the expired one from after.
 			start := time.Now()
 			mustLookup(t, r, "clamp.test", addrs("10.0.0.1"))
+			after := time.Now()
 			s.set("clamp.test", zone{a: []string{"10.0.0.2"}, ttl: tc.ttl})
 			time.Sleep(bound/2 - time.Since(start))
 			mustLookup(t, r, "clamp.test", addrs("10.0.0.1"))
@@ -334,7 +337,7 @@ func TestTTLClamp(t *testing.T) {
 				t.Fatalf("A queries before clamped expiry = %d, want 1", n)
 			}
 			// Past expiry plus the one-TTL stale window, the lookup waits for a fresh answer.
-			time.Sleep(2*bound + 50*time.Millisecond - time.Since(start))
+			time.Sleep(time.Until(after.Add(2*bound + 50*time.Millisecond)))
 			mustLookup(t, r, "clamp.test", addrs("10.0.0.2"))
 			if n := s.count("clamp.test", "A", ""); n != 2 {
 				t.Fatalf("A queries after clamped expiry = %d, want 2", n)
