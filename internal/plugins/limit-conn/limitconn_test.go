@@ -40,6 +40,19 @@ func slowUpstream(t *testing.T, delay time.Duration) (string, *atomic.Int64) {
 	return fmt.Sprintf(`{"type":"roundrobin","nodes":{"%s":1}}`, strings.TrimPrefix(s.URL, "http://")), &n
 }
 
+// waitHits waits until the upstream has seen n requests: those still
+// held there count against the limit.
+func waitHits(t *testing.T, hits *atomic.Int64, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for hits.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("upstream saw %d requests, want %d", hits.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	g := plugintest.Start(t, []*plugin.Def{limitconn.Def()}, nil)
 	up := `{"nodes":{"127.0.0.1:1":1}}`
@@ -91,7 +104,7 @@ func fire(g *plugintest.Gateway, n int, path string) map[int]int {
 
 func TestConcurrencyWithSlowUpstream(t *testing.T) {
 	g := plugintest.Start(t, []*plugin.Def{limitconn.Def()}, nil)
-	up, hits := slowUpstream(t, 300*time.Millisecond)
+	up, hits := slowUpstream(t, time.Second)
 	g.MustAdmin("PUT", "/apisix/admin/routes/1", route("/a", `{"conn":2,"burst":0,"default_conn_delay":0.1,"key":"remote_addr","rejected_msg":"busy"}`, up))
 	got := fire(g, 6, "/a")
 	if got[200] != 2 || got[503] != 4 || hits.Load() != 2 {
@@ -107,7 +120,7 @@ func TestConcurrencyWithSlowUpstream(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); g.Do("GET", "/a", nil, "") }()
 	}
-	time.Sleep(100 * time.Millisecond)
+	waitHits(t, hits, 5)
 	r = g.Do("GET", "/a", nil, "")
 	wg.Wait()
 	if r.Status != 503 || r.Body != `{"error_msg":"busy"}`+"\n" {
@@ -186,7 +199,7 @@ func TestReleasedOnEveryPath(t *testing.T) {
 
 func TestRules(t *testing.T) {
 	g := plugintest.Start(t, []*plugin.Def{limitconn.Def()}, nil)
-	up, _ := slowUpstream(t, 300*time.Millisecond)
+	up, hits := slowUpstream(t, time.Second)
 	g.MustAdmin("PUT", "/apisix/admin/routes/1", route("/a", `{"default_conn_delay":0.1,"rules":[{"conn":1,"burst":0,"key":"${http_user}"}]}`, up))
 	// No rule applies without the header: 500.
 	if r := g.Do("GET", "/a", nil, ""); r.Status != 500 {
@@ -197,7 +210,7 @@ func TestRules(t *testing.T) {
 	wg.Add(2)
 	go func() { defer wg.Done(); s1 = g.Do("GET", "/a", map[string]string{"User": "jack"}, "").Status }()
 	go func() { defer wg.Done(); s2 = g.Do("GET", "/a", map[string]string{"User": "rose"}, "").Status }()
-	time.Sleep(100 * time.Millisecond)
+	waitHits(t, hits, 2)
 	s3 := g.Do("GET", "/a", map[string]string{"User": "jack"}, "").Status
 	wg.Wait()
 	if s1 != 200 || s2 != 200 || s3 != 503 {
