@@ -66,9 +66,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// fastActive probes often; its timeout is long enough that a probe slowed
+// by a loaded machine does not count as a timeout (TestActiveTimeout sets
+// its own).
 func fastActive(typ string) *Active {
 	return &Active{
-		Type: typ, Timeout: 0.2,
+		Type: typ, Timeout: 2,
 		Healthy:   ActiveHealthy{Interval: 0.03, Successes: 2},
 		Unhealthy: ActiveUnhealthy{Interval: 0.03, HTTPFailures: 2, TCPFailures: 2, Timeouts: 2},
 	}
