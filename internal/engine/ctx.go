@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // ErrBodyTooLarge is returned by a request Body that passed the engine's
@@ -151,8 +152,13 @@ type Ctx struct {
 	// or a documented key. Allocated on first use, cleared on Reset.
 	Values map[string]any
 
-	vars     []kv     // variables set by plugins; they shadow built-ins
-	hvals    []string // backing array of HeaderValue's slices
+	vars  []kv     // variables set by plugins; they shadow built-ins
+	hvals []string // backing array of HeaderValue's slices
+	// txt is the chunk IntText carves number texts from. Bytes once
+	// handed out are never written again (a plugin may keep the string
+	// past the request, e.g. in a log batch), so it is never rewound:
+	// a full chunk is left to the strings that use it and a new one made.
+	txt      []byte
 	remoteIP string
 }
 
@@ -167,8 +173,9 @@ func (c *Ctx) Reset() {
 	vars := c.vars[:0]
 	clear(c.hvals)
 	hv := c.hvals[:0]
+	txt := c.txt // not rewound: see txt
 	*c = Ctx{}
-	c.UpstreamStatus, c.ParamKeys, c.ParamValues, c.Values, c.vars, c.hvals = ups, pk, pv, vals, vars, hv
+	c.UpstreamStatus, c.ParamKeys, c.ParamValues, c.Values, c.vars, c.hvals, c.txt = ups, pk, pv, vals, vars, hv, txt
 	c.ContentLength = -1
 }
 
@@ -204,6 +211,23 @@ func (c *Ctx) HeaderValue(v string) []string {
 	i := len(c.hvals)
 	c.hvals = append(c.hvals, v)
 	return c.hvals[i : i+1 : i+1]
+}
+
+// txtChunk is the size of IntText's chunks: one allocation per ~30
+// numbers of up to 16 digits.
+const txtChunk = 512
+
+// IntText returns the decimal text of n (strconv.FormatInt) without an
+// allocation of its own: the text is carved from a chunk the Ctx keeps
+// across requests. The string is immutable like any other and may be
+// kept after the request ends.
+func (c *Ctx) IntText(n int64) string {
+	if cap(c.txt)-len(c.txt) < 20 { // the longest int64: 20 bytes
+		c.txt = make([]byte, 0, txtChunk)
+	}
+	i := len(c.txt)
+	c.txt = strconv.AppendInt(c.txt, n, 10)
+	return unsafe.String(&c.txt[i], len(c.txt)-i)
 }
 
 // SetVar sets variable name for the rest of the request; it shadows the

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"testing"
 )
 
@@ -33,5 +35,41 @@ func TestHeaderValue(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("HeaderValue allocates %.1f times per request", n)
+	}
+}
+
+// IntText's strings stay what they were while later numbers are carved,
+// across chunk changes and request resets (a plugin may keep one), and it
+// allocates once per chunk, not per number.
+func TestIntText(t *testing.T) {
+	c := AcquireCtx()
+	defer ReleaseCtx(c)
+	nums := []int64{0, 7, -1, 999, 1000, 999999999, math.MaxInt64, math.MinInt64}
+	type kept struct {
+		n int64
+		s string
+	}
+	var all []kept
+	for round := 0; round < 200; round++ {
+		for _, n := range nums {
+			n += int64(round)
+			all = append(all, kept{n, c.IntText(n)})
+		}
+		if round%7 == 0 {
+			c.Reset()
+		}
+	}
+	for _, k := range all {
+		if want := strconv.FormatInt(k.n, 10); k.s != want {
+			t.Fatalf("IntText(%d) = %q later, want %q", k.n, k.s, want)
+		}
+	}
+	// 1000 ten-digit numbers: about 1000*10/512 chunks, not 1000 strings.
+	if n := testing.AllocsPerRun(20, func() {
+		for i := int64(0); i < 1000; i++ {
+			_ = c.IntText(1e9 + i)
+		}
+	}); n > 25 {
+		t.Fatalf("IntText: %.1f allocations per 1000 numbers", n)
 	}
 }

@@ -448,11 +448,15 @@ func (p *Plugin) limit(r *plugin.Request, ru *rule, key string, count, tw, now i
 func (p *Plugin) setHeaders(r *plugin.Request, ru *rule, limit, remaining, resetHundredths int64) {
 	names := p.ruleNames(r, ru)
 	// Keys are canonical already (nothing re-canonicalised per request);
-	// values from the request's arena and, for counts under 1000, from a
-	// table: no allocation.
+	// values from the request's slices and texts (engine.Ctx) and, for
+	// counts under 1000, from a table: no allocation of their own.
 	h := r.W.Header()
 	h[names[0]] = r.Ctx.HeaderValue(p.limitText(limit))
-	h[names[1]] = r.Ctx.HeaderValue(decimal(remaining))
+	rem, small := smallDecimal(remaining)
+	if !small {
+		rem = r.Ctx.IntText(remaining)
+	}
+	h[names[1]] = r.Ctx.HeaderValue(rem)
 	h[names[2]] = r.Ctx.HeaderValue(p.resetText(resetHundredths))
 }
 
@@ -466,10 +470,18 @@ var decimals = func() (t [1000]string) {
 }()
 
 func decimal(n int64) string {
-	if n >= 0 && n < int64(len(decimals)) {
-		return decimals[n]
+	if s, ok := smallDecimal(n); ok {
+		return s
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// smallDecimal is the text of n from the table, if n is in it.
+func smallDecimal(n int64) (string, bool) {
+	if n >= 0 && n < int64(len(decimals)) {
+		return decimals[n], true
+	}
+	return "", false
 }
 
 // lastText remembers the text of the last number it formatted, for a
