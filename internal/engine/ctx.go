@@ -154,7 +154,7 @@ type Ctx struct {
 
 	vars  []kv     // variables set by plugins; they shadow built-ins
 	hvals []string // backing array of HeaderValue's slices
-	// txt is the chunk IntText carves number texts from. Bytes once
+	// txt is the chunk Text carves strings from. Bytes once
 	// handed out are never written again (a plugin may keep the string
 	// past the request, e.g. in a log batch), so it is never rewound:
 	// a full chunk is left to the strings that use it and a new one made.
@@ -213,21 +213,30 @@ func (c *Ctx) HeaderValue(v string) []string {
 	return c.hvals[i : i+1 : i+1]
 }
 
-// txtChunk is the size of IntText's chunks: one allocation per ~30
-// numbers of up to 16 digits.
+// txtChunk is the size of the chunks Text carves strings from: one
+// allocation per ~30 numbers or ~10 short paths.
 const txtChunk = 512
 
-// IntText returns the decimal text of n (strconv.FormatInt) without an
-// allocation of its own: the text is carved from a chunk the Ctx keeps
-// across requests. The string is immutable like any other and may be
-// kept after the request ends.
-func (c *Ctx) IntText(n int64) string {
-	if cap(c.txt)-len(c.txt) < 20 { // the longest int64: 20 bytes
+// Text returns string(b) without an allocation of its own when b is short:
+// the bytes are copied into a chunk the Ctx keeps across requests. The
+// string is immutable like any other and may be kept after the request
+// ends.
+func (c *Ctx) Text(b []byte) string {
+	if len(b) == 0 || len(b) > txtChunk/4 {
+		return string(b)
+	}
+	if cap(c.txt)-len(c.txt) < len(b) {
 		c.txt = make([]byte, 0, txtChunk)
 	}
 	i := len(c.txt)
-	c.txt = strconv.AppendInt(c.txt, n, 10)
-	return unsafe.String(&c.txt[i], len(c.txt)-i)
+	c.txt = append(c.txt, b...)
+	return unsafe.String(&c.txt[i], len(b))
+}
+
+// IntText is strconv.FormatInt(n, 10) by way of Text.
+func (c *Ctx) IntText(n int64) string {
+	var b [20]byte // the longest int64
+	return c.Text(strconv.AppendInt(b[:0], n, 10))
 }
 
 // SetVar sets variable name for the rest of the request; it shadows the

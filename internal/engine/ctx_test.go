@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -38,30 +39,34 @@ func TestHeaderValue(t *testing.T) {
 	}
 }
 
-// IntText's strings stay what they were while later numbers are carved,
-// across chunk changes and request resets (a plugin may keep one), and it
-// allocates once per chunk, not per number.
-func TestIntText(t *testing.T) {
+// Text's and IntText's strings stay what they were while later ones are
+// carved, across chunk changes and request resets (a plugin may keep
+// one), and they allocate once per chunk, not per string.
+func TestText(t *testing.T) {
 	c := AcquireCtx()
 	defer ReleaseCtx(c)
-	nums := []int64{0, 7, -1, 999, 1000, 999999999, math.MaxInt64, math.MinInt64}
-	type kept struct {
-		n int64
-		s string
-	}
+	type kept struct{ got, want string }
 	var all []kept
 	for round := 0; round < 200; round++ {
-		for _, n := range nums {
+		for _, n := range []int64{0, 7, -1, 999, 1000, 999999999, math.MaxInt64, math.MinInt64} {
 			n += int64(round)
-			all = append(all, kept{n, c.IntText(n)})
+			all = append(all, kept{c.IntText(n), strconv.FormatInt(n, 10)})
+		}
+		for _, n := range []int{0, 1, 127, 128, 129, 300} {
+			want := strings.Repeat(string(rune('a'+round%26)), n)
+			b := []byte(want)
+			all = append(all, kept{c.Text(b), want})
+			for i := range b {
+				b[i] = '!' // the caller's buffer is reused
+			}
 		}
 		if round%7 == 0 {
 			c.Reset()
 		}
 	}
 	for _, k := range all {
-		if want := strconv.FormatInt(k.n, 10); k.s != want {
-			t.Fatalf("IntText(%d) = %q later, want %q", k.n, k.s, want)
+		if k.got != k.want {
+			t.Fatalf("text = %q later, want %q", k.got, k.want)
 		}
 	}
 	// 1000 ten-digit numbers: about 1000*10/512 chunks, not 1000 strings.

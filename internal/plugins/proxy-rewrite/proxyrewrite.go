@@ -351,7 +351,7 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 				}
 			}
 		} else if len(p.regex) > 0 {
-			match, matchSrc, up = p.regexRewrite(up, &mbuf)
+			match, matchSrc, up = p.regexRewrite(r.Ctx, up, &mbuf)
 		}
 		r.RequestURI = up
 	case c.URI != nil:
@@ -361,7 +361,7 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 		up := r.Path
 		sepEscaped := strings.IndexByte(up, '?') < 0
 		if len(p.regex) > 0 {
-			match, matchSrc, up = p.regexRewrite(up, &mbuf)
+			match, matchSrc, up = p.regexRewrite(r.Ctx, up, &mbuf)
 		} else {
 			sepEscaped = false
 		}
@@ -377,7 +377,7 @@ func (p *Plugin) Rewrite(r *plugin.Request) {
 
 // regexRewrite substitutes the first matching pattern's first match;
 // mbuf holds the match of a prefix rule.
-func (p *Plugin) regexRewrite(up string, mbuf *[4]int) (match []int, src, out string) {
+func (p *Plugin) regexRewrite(c *engine.Ctx, up string, mbuf *[4]int) (match []int, src, out string) {
 	for i := range p.regex {
 		rp := &p.regex[i]
 		var m []int
@@ -389,13 +389,13 @@ func (p *Plugin) regexRewrite(up string, mbuf *[4]int) (match []int, src, out st
 		} else if m = rp.re.FindStringSubmatchIndex(up); m == nil {
 			continue
 		}
-		// A stack buffer for the usual short URI: only the string
-		// made from it reaches the heap.
+		// A stack buffer for the usual short URI, made a string in the
+		// request's text chunk (no allocation of its own).
 		var buf [256]byte
 		b := append(buf[:0], up[:m[0]]...)
 		b = rp.sub.Expand(b, up, m)
 		b = append(b, up[m[1]:]...)
-		return m, up, string(b)
+		return m, up, c.Text(b)
 	}
 	return nil, "", up
 }
