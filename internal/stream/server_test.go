@@ -264,24 +264,26 @@ func TestIdleTimeout(t *testing.T) {
 		}
 	})
 	t.Run("traffic one way keeps the session", func(t *testing.T) {
-		// The origin only sends, a byte per 50 ms for well past the idle
+		// The origin only sends, a byte per 100 ms for twice the idle
 		// timeout; the client never sends. nginx's proxy_timeout counts
-		// silence on the whole session, so this must not time out.
+		// silence on the whole session, so this must not time out. (Each
+		// gap is a tenth of the timeout, so a loaded machine that delays
+		// a write does not make the session idle.)
 		addr := origin(t, func(c *net.TCPConn) {
-			for range 12 {
-				time.Sleep(50 * time.Millisecond)
+			for range 20 {
+				time.Sleep(100 * time.Millisecond)
 				if _, err := c.Write([]byte{'x'}); err != nil {
 					return
 				}
 			}
 		})
 		up := upstreamOf(t, "roundrobin", addr)
-		up.IdleTimeout = 300 * time.Millisecond
+		up.IdleTimeout = time.Second
 		p := startProxy(t, &Route{ID: "r", Upstream: up})
 		c := p.dial(t)
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		b, err := io.ReadAll(c)
-		if err != nil || string(b) != strings.Repeat("x", 12) {
+		if err != nil || string(b) != strings.Repeat("x", 20) {
 			t.Fatalf("read %q, %v", b, err)
 		}
 	})
