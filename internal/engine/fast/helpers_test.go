@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,6 +84,8 @@ type upstream struct {
 	mu   sync.Mutex
 	reqs []string // normalised request: request line, sorted headers, body
 	resp func(req *http.Request) string
+	// accepted counts the connections accepted.
+	accepted atomic.Int64
 }
 
 func startUpstream(t testing.TB, resp func(*http.Request) string) *upstream {
@@ -105,6 +108,7 @@ func (u *upstream) serve() {
 		if err != nil {
 			return
 		}
+		u.accepted.Add(1)
 		go func() {
 			defer c.Close()
 			br := bufio.NewReader(c)

@@ -17,7 +17,8 @@ import (
 // that repeats the one at the same position last time without splitting
 // it again (strCache.field). Responses on one upstream connection that
 // change some lines, move fields around, shorten or grow values, or put a
-// bad line where a good one was must still be read exactly.
+// bad line where a good one was must still be read exactly. All go over
+// one upstream connection (checked).
 func TestResponseLineMemo(t *testing.T) {
 	heads := []struct {
 		head   string
@@ -61,5 +62,10 @@ func TestResponseLineMemo(t *testing.T) {
 			t.Fatalf("response %d: %d X-A %q X-B %q, want %d X-A %q", i, resp.StatusCode,
 				resp.Header.Get("X-A"), resp.Header.Get("X-B"), h.status, h.x)
 		}
+	}
+	// The memo is per upstream connection: every response above must have
+	// come on one, or the test proved nothing about repeated lines.
+	if a := up.accepted.Load(); a != 1 {
+		t.Fatalf("the upstream accepted %d connections, want 1", a)
 	}
 }
