@@ -218,9 +218,10 @@ func (c *Ctx) HeaderValue(v string) []string {
 const txtChunk = 512
 
 // Text returns string(b) without an allocation of its own when b is short:
-// the bytes are copied into a chunk the Ctx keeps across requests. The
-// string is immutable like any other and may be kept after the request
-// ends.
+// the bytes are copied into a chunk the Ctx keeps across requests (a new
+// txtChunk-byte chunk when the current one is full, so the garbage is the
+// texts' bytes, not an object each). The string is immutable like any
+// other and may be kept after the request ends.
 func (c *Ctx) Text(b []byte) string {
 	if len(b) == 0 || len(b) > txtChunk/4 {
 		return string(b)
