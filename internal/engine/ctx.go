@@ -62,6 +62,11 @@ func (f HandlerFunc) Serve(c *Ctx) { f(c) }
 // per-request state the gateway and plugins share. It is pooled: Reset
 // keeps slice and map capacity so steady-state requests allocate nothing.
 type Ctx struct {
+	// A copy of a Ctx would share its text chunk (txt) with the original,
+	// and an append through one would overwrite strings handed out
+	// through the other: go vet's copylocks check reports copies.
+	_ noCopy
+
 	// Request, filled by the engine.
 
 	// Method is the request method, e.g. "GET".
@@ -212,6 +217,12 @@ func (c *Ctx) HeaderValue(v string) []string {
 	c.hvals = append(c.hvals, v)
 	return c.hvals[i : i+1 : i+1]
 }
+
+// noCopy makes go vet report copies of the struct holding it.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
 
 // txtChunk is the size of the chunks Text carves strings from: one
 // allocation per ~30 numbers or ~10 short paths.
