@@ -245,8 +245,29 @@ func (c *Ctx) Text(b []byte) string {
 	return unsafe.String(&c.txt[i], len(b))
 }
 
-// IntText is strconv.FormatInt(n, 10) by way of Text.
+// smallInts holds the text of 0..999, the commonest counts.
+var smallInts = func() (t [1000]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+// FormatInt is strconv.FormatInt(n, 10), with 0..999 from a table (no
+// allocation for them).
+func FormatInt(n int64) string {
+	if n >= 0 && n < int64(len(smallInts)) {
+		return smallInts[n]
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// IntText is FormatInt without its allocation: 0..999 from the table,
+// other numbers by way of Text.
 func (c *Ctx) IntText(n int64) string {
+	if n >= 0 && n < int64(len(smallInts)) {
+		return smallInts[n]
+	}
 	var b [20]byte // the longest int64
 	return c.Text(strconv.AppendInt(b[:0], n, 10))
 }

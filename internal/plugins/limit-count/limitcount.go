@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/plugin"
 	"github.com/sluice-gw/sluice/internal/plugins/limit-count/limitkit"
 )
@@ -452,36 +453,8 @@ func (p *Plugin) setHeaders(r *plugin.Request, ru *rule, limit, remaining, reset
 	// counts under 1000, from a table: no allocation of their own.
 	h := r.W.Header()
 	h[names[0]] = r.Ctx.HeaderValue(p.limitText(limit))
-	rem, small := smallDecimal(remaining)
-	if !small {
-		rem = r.Ctx.IntText(remaining)
-	}
-	h[names[1]] = r.Ctx.HeaderValue(rem)
+	h[names[1]] = r.Ctx.HeaderValue(r.Ctx.IntText(remaining))
 	h[names[2]] = r.Ctx.HeaderValue(p.resetText(resetHundredths))
-}
-
-// decimals holds the decimal text of 0..999 (strconv's own table stops at
-// 99): a remaining count formats without allocating.
-var decimals = func() (t [1000]string) {
-	for i := range t {
-		t[i] = strconv.Itoa(i)
-	}
-	return t
-}()
-
-func decimal(n int64) string {
-	if s, ok := smallDecimal(n); ok {
-		return s
-	}
-	return strconv.FormatInt(n, 10)
-}
-
-// smallDecimal is the text of n from the table, if n is in it.
-func smallDecimal(n int64) (string, bool) {
-	if n >= 0 && n < int64(len(decimals)) {
-		return decimals[n], true
-	}
-	return "", false
 }
 
 // lastText remembers the text of the last number it formatted, for a
@@ -507,7 +480,7 @@ func (l *lastText) text(n int64, format func(int64) string) string {
 
 // limitText formats limit: nearly always the same for every request of
 // an instance.
-func (p *Plugin) limitText(limit int64) string { return p.limitTxt.text(limit, decimal) }
+func (p *Plugin) limitText(limit int64) string { return p.limitTxt.text(limit, engine.FormatInt) }
 
 // ruleNames returns the canonical quota header names for a rule, with the
 // rule's prefix inserted before "RateLimit-" as APISIX does.
@@ -543,7 +516,7 @@ func formatHundredths(c int64) string { return formatLuaNumber(float64(c) / 100)
 // formatLuaNumber prints a number as Lua's tostring does (%.14g).
 func formatLuaNumber(f float64) string {
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-		return decimal(int64(f))
+		return engine.FormatInt(int64(f))
 	}
 	return strconv.FormatFloat(f, 'g', 14, 64)
 }
