@@ -183,16 +183,30 @@ func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options, last **pool) *pool
 		*last = p
 		return p
 	}
+	p, retired := f.addPool(t, key)
+	// Closing the retired pools' sockets is I/O: done here, not under
+	// the lock every request's pool lookup takes.
+	for _, o := range retired {
+		o.closeIdle()
+	}
+	*last = p
+	return p
+}
+
+// addPool returns the pool for key, making it if needed; past maxPools it
+// first retires every pool and returns them (the caller closes their idle
+// connections).
+func (f *Forwarder) addPool(t *proxy.Target, key poolKey) (p *pool, retired []*pool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if p = f.pools[key]; p != nil {
-		*last = p
-		return p
+		return p, nil
 	}
 	if len(f.pools) >= maxPools {
-		for _, old := range f.pools {
-			old.retired.Store(true)
-			old.closeIdle()
+		retired = make([]*pool, 0, len(f.pools))
+		for _, o := range f.pools {
+			o.retired.Store(true)
+			retired = append(retired, o)
 		}
 		clear(f.pools)
 	}
@@ -205,8 +219,7 @@ func (f *Forwarder) pool(t *proxy.Target, opt *proxy.Options, last **pool) *pool
 		p.tlsCfg = cfg
 	}
 	f.pools[key] = p
-	*last = p
-	return p
+	return p, retired
 }
 
 func (p *pool) get(ctx context.Context, now time.Time) (*upConn, bool, error) {
