@@ -33,13 +33,19 @@ func loose(cur *time.Time, now time.Time, d time.Duration) (time.Time, bool) {
 // used every few milliseconds (200 busy clients) moved its deadline, a
 // runtime timer update, on nearly every response.
 func looseWatch(cur *time.Time, now time.Time) (time.Time, bool) {
-	if !cur.IsZero() {
-		if left := cur.Sub(now); left >= watchDelay/4 && left <= watchDelay {
-			return *cur, false
-		}
+	if within(*cur, now, watchDelay) {
+		return *cur, false
 	}
 	*cur = now.Add(watchDelay)
 	return *cur, true
+}
+
+// within reports whether deadline dl (zero: none) is between d/4 and d
+// after now: near enough to its aim of now+d that a deadline whose early
+// firing costs only a wake-up can stay (looseWatch, waitReady).
+func within(dl, now time.Time, d time.Duration) bool {
+	left := dl.Sub(now)
+	return !dl.IsZero() && left >= d/4 && left <= d
 }
 
 // setReadDeadline sets the client connection's read deadline exactly

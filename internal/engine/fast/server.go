@@ -427,7 +427,7 @@ func (cn *conn) waitReady() waitResult {
 	// connection resets it about every 30 ms, not per request (each
 	// reset is a runtime timer update: at 200 connections a reset every
 	// 10 ms was half a timer update per request).
-	if left := cn.rdl.Sub(now); cn.rdl.IsZero() || !cn.rdl.Equal(cn.ftwDeadline) || left < ftwWait/4 || left > ftwWait {
+	if !cn.rdl.Equal(cn.ftwDeadline) || !within(cn.rdl, now, ftwWait) {
 		cn.setReadDeadline(now.Add(ftwWait))
 		cn.ftwDeadline = cn.rdl
 	}
