@@ -205,7 +205,7 @@ func (sc *strCache) field(i int, l []byte) (k, v string, ok bool) {
 // name(i, ...) has just interned, and returns its value v (a subslice of
 // l) as a string sharing the line's one allocation.
 func (sc *strCache) keepLine(i int, l, v []byte) string {
-	if i >= 256 {
+	if i >= maxCachedFields {
 		return sc.val(i, v)
 	}
 	raw := string(l)
@@ -258,8 +258,11 @@ func (sc *strCache) val(i int, b []byte) string {
 	return s
 }
 
+// maxCachedFields bounds the header positions a strCache remembers.
+const maxCachedFields = 256
+
 func (sc *strCache) put(dst *[]string, i int, s string) {
-	if i >= 256 {
+	if i >= maxCachedFields {
 		return
 	}
 	for len(*dst) <= i {

@@ -479,20 +479,10 @@ func writeHeaders(bw *bufio.Writer, h engine.Header, informational bool) {
 	}
 }
 
-// hasCRLF reports whether v holds a CR or an LF.
-func hasCRLF(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if v[i] == '\r' || v[i] == '\n' {
-			return true
-		}
-	}
-	return false
-}
-
 // writeField writes "k: v\r\n", replacing CR and LF in v with spaces as
 // net/http does, so a value a plugin built cannot split the header.
 func writeField(bw *bufio.Writer, k, v string) {
-	if !hasCRLF(v) {
+	if !strings.ContainsAny(v, "\r\n") {
 		writeRawField(bw, k, v)
 		return
 	}
