@@ -11,6 +11,7 @@ package balancer
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -46,6 +47,21 @@ type Node struct {
 	Addr string
 	// Named: Host is a name to resolve, not an IP address (New sets it).
 	Named bool
+}
+
+// DialAddr is the address to dial for n: for a named host, the address
+// resolve gives (TTL cache, hosts file...) with n's port; otherwise, or
+// without resolve, Addr. When resolve fails it returns Addr (the dialer's
+// own lookup gets its chance) and the error, for the caller to log.
+func (n *Node) DialAddr(ctx context.Context, resolve func(context.Context, string) (netip.Addr, error)) (string, error) {
+	if resolve == nil || !n.Named {
+		return n.Addr, nil
+	}
+	ip, err := resolve(ctx, n.Host)
+	if err != nil {
+		return n.Addr, err
+	}
+	return netip.AddrPortFrom(ip, uint16(n.Port)).String(), nil
 }
 
 // Config is the part of an upstream that drives node selection.

@@ -1,8 +1,10 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -589,5 +591,48 @@ func TestTried(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("allocs = %v", allocs)
+	}
+}
+
+// DialAddr resolves only named hosts, and keeps Addr when it cannot.
+func TestDialAddr(t *testing.T) {
+	b, err := New(Config{Type: "roundrobin", Nodes: []Node{
+		{Host: "10.0.0.1", Port: 80, Weight: 1},
+		{Host: "::1", Port: 81, Weight: 1},
+		{Host: "api.test", Port: 8080, Weight: 1},
+		{Host: "gone.test", Port: 9, Weight: 1},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	resolve := func(_ context.Context, host string) (netip.Addr, error) {
+		asked = append(asked, host)
+		if host == "api.test" {
+			return netip.MustParseAddr("192.0.2.7"), nil
+		}
+		return netip.Addr{}, errors.New("no such host")
+	}
+	want := map[string]struct {
+		addr string
+		err  bool
+	}{
+		"10.0.0.1":  {"10.0.0.1:80", false},
+		"::1":       {"[::1]:81", false},
+		"api.test":  {"192.0.2.7:8080", false},
+		"gone.test": {"gone.test:9", true},
+	}
+	for i := range b.nodes {
+		n := &b.nodes[i].Node
+		addr, err := n.DialAddr(context.Background(), resolve)
+		if w := want[n.Host]; addr != w.addr || (err != nil) != w.err {
+			t.Errorf("%s: DialAddr = %q, %v; want %q (error %v)", n.Host, addr, err, w.addr, w.err)
+		}
+		if addr, err := n.DialAddr(context.Background(), nil); addr != n.Addr || err != nil {
+			t.Errorf("%s without a resolver: %q, %v", n.Host, addr, err)
+		}
+	}
+	if strings.Join(asked, ",") != "api.test,gone.test" {
+		t.Errorf("resolver asked for %v, want only the named hosts", asked)
 	}
 }

@@ -429,12 +429,10 @@ func (s *fwdState) pick(attempt int) (proxy.Target, bool) {
 	}
 	s.picked = append(s.picked, n)
 	t := up.target(c, n)
-	if d.resolver != nil && n.Named {
-		// Node hostnames are resolved through the TTL cache; on
-		// failure the dialer's own lookup gets its chance.
-		if ip, err := d.resolver.Pick(c.Context, n.Host); err == nil {
-			t.Addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
-		} else {
+	if d.resolver != nil {
+		// Node hostnames are resolved through the TTL cache.
+		var err error
+		if t.Addr, err = n.DialAddr(c.Context, d.resolver.Pick); err != nil {
 			d.logger.Warn("upstream node name not resolved", "host", n.Host, "err", err)
 		}
 	}

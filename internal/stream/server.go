@@ -269,13 +269,9 @@ func (s *Server) connect(up *Upstream, network string, local, remote netip.AddrP
 func (s *Server) dial(up *Upstream, network string, n *balancer.Node, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	addr := n.Addr
-	if s.opt.Resolve != nil && n.Named {
-		if ip, err := s.opt.Resolve(ctx, n.Host); err == nil {
-			addr = netip.AddrPortFrom(ip, uint16(n.Port)).String()
-		} else {
-			s.log.Warn("stream upstream node name not resolved", "host", n.Host, "err", err)
-		}
+	addr, err := n.DialAddr(ctx, s.opt.Resolve)
+	if err != nil {
+		s.log.Warn("stream upstream node name not resolved", "host", n.Host, "err", err)
 	}
 	if up.TLS == nil || network != "tcp" {
 		return s.dialer.DialContext(ctx, network, addr)
