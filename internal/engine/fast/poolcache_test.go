@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine"
 	"github.com/sluice-gw/sluice/internal/engine/std"
@@ -168,5 +169,28 @@ func TestPoolsBounded(t *testing.T) {
 	}
 	if retired == 0 {
 		t.Fatal("no pool was retired")
+	}
+}
+
+// A connection handed back to a retired pool is closed, not kept (a
+// request in flight when its pool was retired ends there).
+func TestRetiredPoolKeepsNothing(t *testing.T) {
+	a, b := tcpPair(t)
+	p := &pool{size: 4}
+	p.retired.Store(true)
+	p.put(&upConn{nc: a, p: p}, time.Now())
+	if len(p.conns) != 0 {
+		t.Fatalf("retired pool kept %d connections", len(p.conns))
+	}
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := b.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("peer read %v, want EOF (connection closed)", err)
+	}
+	// The same hand-back to a live pool keeps the connection.
+	c, _ := tcpPair(t)
+	live := &pool{size: 4}
+	live.put(&upConn{nc: c, p: live}, time.Now())
+	if len(live.conns) != 1 {
+		t.Fatalf("live pool kept %d connections, want 1", len(live.conns))
 	}
 }
