@@ -157,3 +157,38 @@ func TestSockFallback(t *testing.T) {
 		t.Fatalf("read %q %v", buf, err)
 	}
 }
+
+// A TCP socket where raw calls are off (every system but Linux:
+// rawSupported) reads and writes through the net.Conn, with net.Conn's
+// errors, and keeps its RawConn for flush-then-wait.
+func TestSockTCPWithoutRaw(t *testing.T) {
+	a, b := tcpPair(t)
+	var s sock
+	s.init(a)
+	s.raw = false // as init leaves it where rawSupported is false
+	if s.rc == nil {
+		t.Fatal("the RawConn flush-then-wait waits on is gone")
+	}
+	if n, err := s.Write([]byte("ping")); n != 4 || err != nil {
+		t.Fatalf("write: %d %v", n, err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("peer read %q %v", buf, err)
+	}
+	if _, err := b.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(&s, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("read %q %v", buf, err)
+	}
+	_ = a.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := s.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+	_ = a.SetReadDeadline(time.Time{})
+	b.Close()
+	if _, err := s.Read(buf); err != io.EOF {
+		t.Fatalf("read after the peer closed: %v, want EOF", err)
+	}
+}
