@@ -3,8 +3,10 @@ package engine
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -77,4 +79,18 @@ func TestText(t *testing.T) {
 	}); n > 25 {
 		t.Fatalf("IntText: %.1f allocations per 1000 numbers", n)
 	}
+}
+
+// Ctx keeps a lock-shaped marker so go vet (CI runs it) reports copies:
+// a copy would share the text chunk and overwrite strings already handed
+// out.
+func TestCtxNotCopyable(t *testing.T) {
+	locker := reflect.TypeOf((*sync.Locker)(nil)).Elem()
+	ct := reflect.TypeOf(Ctx{})
+	for i := 0; i < ct.NumField(); i++ {
+		if reflect.PointerTo(ct.Field(i).Type).Implements(locker) {
+			return
+		}
+	}
+	t.Fatal("engine.Ctx has no noCopy marker: go vet would not report copies")
 }
