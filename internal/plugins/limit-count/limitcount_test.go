@@ -148,6 +148,14 @@ func TestHeaders(t *testing.T) {
 	if rec.Count() != 2 {
 		t.Fatalf("upstream saw %d", rec.Count())
 	}
+	// Counts past the small-number table are formatted per request (one
+	// text per request, not one kept from the last).
+	g.MustAdmin("PUT", "/apisix/admin/routes/3", route("/big", `{"count":5000,"time_window":60}`, rec.Upstream()))
+	for _, want := range []string{"4999", "4998"} {
+		if r := g.Do("GET", "/big", nil, ""); r.Status != 200 || r.Header.Get("X-RateLimit-Limit") != "5000" || r.Header.Get("X-RateLimit-Remaining") != want {
+			t.Fatalf("big count: %d %v, want remaining %s", r.Status, r.Header, want)
+		}
+	}
 
 	r = g.Do("GET", "/quiet", nil, "")
 	if r.Status != 200 || r.Header.Get("X-RateLimit-Limit") != "" {
