@@ -461,9 +461,10 @@ func TestDPCUpstream(t *testing.T) {
 	live := dpcNamed(t, "live")
 	p1, p2 := dpcNamed(t, "p1"), dpcNamed(t, "p2")
 	var log dpcLog
-	// An attempt on a slow node takes 300 ms; /rto's retry_timeout (0.45 s)
-	// leaves 150 ms for the first to end and the second to start.
-	slow := []string{dpcCloser(t, &log, "s1", 300*time.Millisecond), dpcCloser(t, &log, "s2", 300*time.Millisecond), dpcCloser(t, &log, "s3", 300*time.Millisecond)}
+	// An attempt on a slow node takes 1 s; /rto's retry_timeout (1.5 s)
+	// leaves 500 ms for the first to end and the second to start, and
+	// 500 ms before a third would be due.
+	slow := []string{dpcCloser(t, &log, "s1", time.Second), dpcCloser(t, &log, "s2", time.Second), dpcCloser(t, &log, "s3", time.Second)}
 	cl1, cl2 := dpcCloser(t, &log, "c1", 0), dpcCloser(t, &log, "c2", 0)
 	d := []string{dpcDead(t), dpcDead(t), dpcDead(t), dpcDead(t)}
 	_, p2port, _ := net.SplitHostPort(p2.addr())
@@ -482,7 +483,7 @@ func TestDPCUpstream(t *testing.T) {
 		"/apisix/admin/routes/r0", up("/r0", fmt.Sprintf(`{"retries":0,"nodes":%s}`, dpcNodes(d[0], 1, d[1], 1, d[2], 1, d[3], 1))),
 		"/apisix/admin/routes/r3", up("/r3", fmt.Sprintf(`{"retries":3,"nodes":%s}`, dpcNodes(d[0], 1, d[1], 1))),
 		"/apisix/admin/routes/rok", up("/rok", fmt.Sprintf(`{"retries":2,"nodes":%s}`, dpcNodes(d[0], 1, live.addr(), 1))),
-		"/apisix/admin/routes/rto", up("/rto", fmt.Sprintf(`{"retries":10,"retry_timeout":0.45,"nodes":%s}`, dpcNodes(slow[0], 100, slow[1], 100, slow[2], 100))),
+		"/apisix/admin/routes/rto", up("/rto", fmt.Sprintf(`{"retries":10,"retry_timeout":1.5,"nodes":%s}`, dpcNodes(slow[0], 100, slow[1], 100, slow[2], 100))),
 		"/apisix/admin/routes/post", up("/post", fmt.Sprintf(`{"nodes":%s}`, dpcNodes(cl1, 1, cl2, 1))),
 		"/apisix/admin/routes/fault500", `{"uri":"/fault500","plugins":{"fault-injection":{"abort":{"http_status":500,"body":"Fault Injection!\n"}}}}`,
 		"/apisix/admin/routes/fault200", `{"uri":"/fault200","plugins":{"fault-injection":{"abort":{"http_status":200,"body":"Fault Injection!\n"}}}}`,
