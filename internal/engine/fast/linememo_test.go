@@ -1,13 +1,12 @@
 package fast
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/engine/std"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -44,12 +43,7 @@ func TestResponseLineMemo(t *testing.T) {
 	})
 	fwd := NewForwarder(nil, nil)
 	addr := startFast(t, forwardTo(fwd, up.addr(), proxy.Options{}), std.DefaultLimits())
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	br := bufio.NewReader(nc)
+	nc, br := dialClient(t, addr, 30*time.Second)
 	for i, h := range heads {
 		fmt.Fprintf(nc, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
 		resp, err := http.ReadResponse(br, nil)

@@ -36,12 +36,7 @@ func TestPoolCachePerConnection(t *testing.T) {
 		fwd.Forward(c, pick, &proxy.Options{KeepalivePool: proxy.Pool{Size: size}})
 	})
 	addr := startFast(t, h, std.DefaultLimits())
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	br := bufio.NewReader(nc)
+	nc, br := dialClient(t, addr, 30*time.Second)
 	var got strings.Builder
 	want := ""
 	// Same node with a new pool size, new node with the same size, and
@@ -50,13 +45,11 @@ func TestPoolCachePerConnection(t *testing.T) {
 	for _, st := range steps {
 		i, size := st[0], st[1]
 		fmt.Fprintf(nc, "GET /%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", i, size)
-		resp, err := http.ReadResponse(br, nil)
+		_, b, err := readFull(br, "GET")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		got.Write(b)
+		got.WriteString(b)
 		want += string("AB"[i])
 	}
 	if got.String() != want {
@@ -104,28 +97,12 @@ func TestPoolsBounded(t *testing.T) {
 		fwd.mu.RUnlock()
 	})
 	addr := startFast(t, h, std.DefaultLimits())
-	dial := func() (net.Conn, *bufio.Reader) {
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nc.Close() })
-		return nc, bufio.NewReader(nc)
-	}
-	c1, br1 := dial()
-	c2, br2 := dial()
+	c1, br1 := dialClient(t, addr, 30*time.Second)
+	c2, br2 := dialClient(t, addr, 30*time.Second)
 	get := func(nc net.Conn, br *bufio.Reader, size int) {
 		t.Helper()
 		fmt.Fprintf(nc, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", size)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != "ok" {
-			t.Fatalf("size %d: %d %q", size, resp.StatusCode, b)
-		}
+		wantResponse(t, br, "GET", 200, "ok")
 		fwd.mu.RLock()
 		n := len(fwd.pools)
 		fwd.mu.RUnlock()
