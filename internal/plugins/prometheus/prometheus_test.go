@@ -400,3 +400,42 @@ func TestRecentSlots(t *testing.T) {
 		}
 	}
 }
+
+// Many requests filling the slots at once: every caller gets its own
+// label set's children, and the slots end up holding distinct label
+// sets (a CAS lost to another goroutine tries the next slot).
+func TestRecentSlotsConcurrent(t *testing.T) {
+	e, err := NewExporter(Attr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Plugin{exp: e}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8*100)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := childKey{code: 200 + g, route: "r"}
+			for i := 0; i < 100; i++ {
+				if ch := p.childFor(e, &k); ch.key != k {
+					errs <- fmt.Sprintf("label set %d got the children of %+v", g, ch.key)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Fatal(msg)
+	}
+	seen := map[*children]bool{}
+	for i := range p.recent {
+		ch := p.recent[i].Load()
+		if ch == nil || seen[ch] {
+			t.Fatalf("slot %d holds %v: want 4 distinct label sets", i, ch)
+		}
+		seen[ch] = true
+	}
+}
